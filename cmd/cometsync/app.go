@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/config"
+	"github.com/cometsync/cometsync/internal/mapping"
+	"github.com/cometsync/cometsync/internal/source"
+	"github.com/cometsync/cometsync/internal/state"
+	"github.com/cometsync/cometsync/internal/syncer"
+)
+
+// loadConfig reads the config; any problem is a usage error (exit 2).
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageErr(errors.New("--config is required (see config.example.yaml)"))
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the process logger: JSON on stderr, or console when
+// asked or when stderr is a terminal.
+func newLogger(cfg *config.Config, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("config: log.level: %q is not a level (debug, info, warn, error)", cfg.Log.Level))
+	}
+	var enc zapcore.Encoder
+	if cfg.Log.Format == "console" || (cfg.Log.Format == "auto" && isTerminal(w)) {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// engine is every part a pass needs, wired together.
+type engine struct {
+	cfg    *config.Config
+	log    *zap.Logger
+	src    *source.Source
+	mapper *mapping.Mapper
+	client *cometchat.Client
+	store  *state.Store
+	syncer *syncer.Syncer
+	tmpDir string // a throwaway state for a dry run before the first pass
+}
+
+func (e *engine) Close() {
+	if e.src != nil {
+		e.src.Close()
+	}
+	if e.store != nil {
+		e.store.Close()
+	}
+	if e.tmpDir != "" {
+		os.RemoveAll(e.tmpDir)
+	}
+}
+
+// openEngine opens the state (taking its lock first, so a second process
+// fails before touching anything), connects to the source, checks the
+// query's columns against the mapping, and builds the client and syncer.
+//
+// A dry run opens the state read-only (no lock, no writes), or a throwaway
+// one when there is no state yet.
+func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool) (_ *engine, err error) {
+	e := &engine{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	e.store, err = state.Open(cfg.State.Path, state.Options{ParkAfter: cfg.State.ParkAfter, ReadOnly: dry})
+	if errors.Is(err, state.ErrNoState) {
+		if e.tmpDir, err = os.MkdirTemp("", "cometsync-dry-run-"); err == nil {
+			e.store, err = state.Open(filepath.Join(e.tmpDir, "state.db"), state.Options{ParkAfter: cfg.State.ParkAfter})
+		}
+	}
+	if err != nil {
+		return nil, failedErr(err)
+	}
+	sc := cfg.Source
+	e.src, err = source.Open(ctx, source.Config{
+		Driver: sc.Driver, DSN: sc.DSN, Query: sc.Query,
+		Cursor: sc.Cursor.Column, Tiebreaker: sc.Cursor.Tiebreaker,
+		Lag: sc.Cursor.Lag.Duration(), IntegerUnit: sc.Cursor.IntegerUnit,
+	}, log.Named("source"))
+	if err != nil {
+		return nil, failedErr(fmt.Errorf("source: %w (check source.dsn and that the database is reachable)", err))
+	}
+	cols, err := e.src.Columns(ctx)
+	if err != nil {
+		return nil, classifySourceErr(err)
+	}
+	e.mapper, err = mapping.New(cols, sc.Cursor.Column, sc.Cursor.Tiebreaker, time.UTC)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	var start *source.Value
+	if sc.Cursor.Start != "" {
+		kind, err := e.src.CursorKind(ctx)
+		if err != nil {
+			return nil, classifySourceErr(err)
+		}
+		v, err := source.ParseStart(sc.Cursor.Start, kind == source.KindInt)
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("config: source.cursor.start: %w", err))
+		}
+		start = &v
+	}
+	cc := cfg.CometChat
+	e.client = cometchat.New(cometchat.Config{
+		BaseURL: cfg.APIBaseURL(), APIKey: cc.APIKey, Timeout: cc.Timeout.Duration(),
+		MaxAttempts: cc.Retry.MaxAttempts, InitialBackoff: cc.Retry.InitialBackoff.Duration(), MaxBackoff: cc.Retry.MaxBackoff.Duration(),
+		ImportPerMinute: float64(cc.RateLimits.ImportPerMinute), OtherPerMinute: float64(cc.RateLimits.OtherPerMinute),
+		Concurrency: cc.Concurrency,
+	}, log.Named("cometchat"))
+	e.syncer = syncer.New(e.src, e.mapper, e.client, e.store, syncer.Config{
+		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
+		Fingerprint:     e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
+		ShutdownTimeout: cfg.ShutdownTimeout.Duration(),
+	}, log.Named("syncer"), time.Now)
+	return e, nil
+}
+
+// classifySourceErr makes a column problem a config error and anything else
+// a failure.
+func classifySourceErr(err error) error {
+	var ce *source.ColumnError
+	if errors.As(err, &ce) {
+		return usageErr(err)
+	}
+	return failedErr(fmt.Errorf("source: %w", err))
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/mariadbtest"
+	"github.com/cometsync/cometsync/internal/state"
+)
+
+// srv is the MariaDB the package's tests share; every test gets its own
+// database on it.
+var srv *mariadbtest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = mariadbtest.StartMain()
+	if err != nil {
+		// Integration tests never skip: no MariaDB is a failure.
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	srv.Stop()
+	os.Exit(code)
+}
+
+const testAPIKey = "sk-test-9f8e7d6c5b4a"
+
+// schema is a typical application's groups table with owners joined from
+// users, and the (updated_at, id) index the keyset reads by.
+const schema = `
+CREATE TABLE users (uid VARCHAR(100) PRIMARY KEY, display_name VARCHAR(200), avatar_url VARCHAR(500));
+CREATE TABLE chat_groups (
+	id BIGINT PRIMARY KEY AUTO_INCREMENT,
+	guid VARCHAR(200) NOT NULL,
+	title VARCHAR(300),
+	kind VARCHAR(20),
+	join_password VARCHAR(200),
+	icon_url VARCHAR(3100),
+	created_at DATETIME(6),
+	created_ms BIGINT,
+	meta JSON,
+	tags VARCHAR(3000),
+	owner_uid VARCHAR(100),
+	updated_at DATETIME(6) NOT NULL,
+	KEY idx_cursor (updated_at, id)
+);`
+
+const query = `SELECT g.id, g.updated_at, g.guid, g.title AS name, g.kind AS type,
+       g.join_password AS password, g.icon_url AS icon, g.created_at,
+       g.meta AS metadata, g.tags, g.owner_uid,
+       u.display_name AS owner_name, u.avatar_url AS owner_avatar
+FROM chat_groups g LEFT JOIN users u ON u.uid = g.owner_uid`
+
+// env is one test's world: a database, a CometChat emulator, a state
+// directory and a config file.
+type env struct {
+	t      *testing.T
+	root   *sql.DB
+	reader string // the SELECT-only user's DSN
+	emu    *emulator.Emulator
+	http   *httptest.Server
+	dir    string
+	cfg    string
+	opts   cfgOpts
+	// outputs collects everything the command printed, to check for secrets.
+	outputs []string
+}
+
+// cfgOpts are the knobs of the config file a test writes.
+type cfgOpts struct {
+	dsnParams string
+	query     string
+	lag       string
+	pageSize  int
+	batchSize int
+	apiKey    string
+	parkAfter int
+	extra     string // appended YAML
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	rootDSN := srv.CreateDatabase(t, t.Name())
+	root, err := sql.Open("mysql", rootDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	if _, err := root.Exec(schema); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, root: root, reader: srv.CreateReader(t, rootDSN), dir: t.TempDir()}
+	e.emu = emulator.New(emulator.Config{APIKey: testAPIKey})
+	e.http = httptest.NewServer(e.emu)
+	t.Cleanup(e.http.Close)
+	e.cfg = filepath.Join(e.dir, "cometsync.yaml")
+	e.opts = cfgOpts{query: query, lag: "0s", pageSize: 100, batchSize: 50, apiKey: testAPIKey, parkAfter: 10}
+	e.writeConfig()
+	t.Cleanup(e.checkNoSecrets)
+	return e
+}
+
+// configure changes the config file.
+func (e *env) configure(f func(*cfgOpts)) {
+	f(&e.opts)
+	e.writeConfig()
+}
+
+func (e *env) writeConfig() {
+	o := e.opts
+	indented := "    " + strings.ReplaceAll(o.query, "\n", "\n    ")
+	yaml := fmt.Sprintf(`source:
+  driver: mysql
+  dsn: %q
+  query: |
+%s
+  cursor:
+    column: updated_at
+    tiebreaker: id
+    lag: %s
+  page_size: %d
+cometchat:
+  app_id: testapp
+  region: eu
+  api_key: %q
+  base_url: %q
+  batch_size: %d
+  concurrency: 4
+  timeout: 5s
+  retry:
+    max_attempts: 2
+    initial_backoff: 10ms
+    max_backoff: 50ms
+  rate_limits:
+    import_per_minute: 1000000
+    other_per_minute: 1000000
+state:
+  path: %q
+  park_after: %d
+log:
+  level: info
+  format: json
+%s`, e.reader+o.dsnParams, indented, o.lag, o.pageSize, o.apiKey, e.http.URL, o.batchSize,
+		filepath.Join(e.dir, "state.db"), o.parkAfter, o.extra)
+	if err := os.WriteFile(e.cfg, []byte(yaml), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// result is one run of the command line.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	r := result{code: code, stdout: out.String(), stderr: errb.String()}
+	e.outputs = append(e.outputs, r.stdout, r.stderr)
+	return r
+}
+
+// once runs a pass and requires the exit code.
+func (e *env) once(want int, flags ...string) result {
+	e.t.Helper()
+	r := e.run(append([]string{"once", "--config", e.cfg}, flags...)...)
+	if r.code != want {
+		e.t.Fatalf("once %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", flags, r.code, want, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (e *env) exec(q string, args ...any) {
+	e.t.Helper()
+	if _, err := e.root.Exec(q, args...); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// status runs `status --json`.
+func (e *env) status() statusReport {
+	e.t.Helper()
+	r := e.run("status", "--config", e.cfg, "--json")
+	if r.code != 0 {
+		e.t.Fatalf("status: exit %d: %s", r.code, r.stderr)
+	}
+	var st statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		e.t.Fatalf("status --json is not JSON: %v\n%s", err, r.stdout)
+	}
+	return st
+}
+
+// rowErrors runs `errors --json`.
+func (e *env) rowErrors() []state.RowError {
+	e.t.Helper()
+	r := e.run("errors", "--config", e.cfg, "--json")
+	if r.code != 0 {
+		e.t.Fatalf("errors: exit %d: %s", r.code, r.stderr)
+	}
+	var rows []state.RowError
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		e.t.Fatalf("errors --json is not JSON: %v\n%s", err, r.stdout)
+	}
+	return rows
+}
+
+// requests is the number of requests the emulator answered since the last
+// ResetStats.
+func (e *env) requests() int {
+	n := 0
+	for _, c := range e.emu.Stats().Requests {
+		n += c
+	}
+	return n
+}
+
+// checkNoSecrets fails the test if any output showed the API key or the
+// database password.
+func (e *env) checkNoSecrets() {
+	pass := ""
+	if i, j := strings.Index(e.reader, ":"), strings.Index(e.reader, "@"); i > 0 && j > i {
+		pass = e.reader[i+1 : j]
+	}
+	for _, out := range e.outputs {
+		for _, secret := range []string{testAPIKey, pass} {
+			if secret != "" && strings.Contains(out, secret) {
+				e.t.Errorf("a secret appeared in the output:\n%s", out)
+			}
+		}
+	}
+}
+
+// addGroups inserts n simple public groups named g-<id>, stamped an hour ago.
+func (e *env) addGroups(n int) {
+	e.t.Helper()
+	var b strings.Builder
+	b.WriteString("INSERT INTO chat_groups (guid, title, kind, updated_at) VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "(CONCAT('g-', UUID_SHORT()), 'Group %d', 'public', NOW(6) - INTERVAL 1 HOUR + INTERVAL %d MICROSECOND)", i, i)
+	}
+	e.exec(b.String())
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/config"
+	"github.com/cometsync/cometsync/internal/syncer"
+)
+
+func newOnceCmd() *cobra.Command {
+	var path string
+	var resync, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "once --config FILE [--resync] [--dry-run]",
+		Short: "Run one pass, then exit (for CronJobs and by hand)",
+		Long: `Run one pass: read the rows changed since the checkpoint (and the rows that failed
+before), upsert them into CometChat, record the outcome, exit.
+
+Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
+1 the pass failed (the checkpoint stays after the last acknowledged batch),
+2 bad config or usage.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			ctx, stop := signalContext(cmd.Context(), log)
+			defer stop()
+			return runOnce(ctx, cfg, log, resync, dryRun, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
+	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
+	return cmd
+}
+
+// signalContext is cancelled by the first SIGINT/SIGTERM, which asks the
+// pass to stop gracefully; a second one ends the process at once.
+func signalContext(parent context.Context, log *zap.Logger) (context.Context, func()) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-ch:
+			log.Info("stopping: taking no new batch, letting requests in flight finish", zap.String("signal", sig.String()))
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		if sig, ok := <-ch; ok {
+			log.Warn("second signal: exiting at once; the next pass re-sends what was in flight", zap.String("signal", sig.String()))
+			os.Exit(exitFailed) //nolint:revive // the user asked twice; nothing left to clean up that the kernel won't
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// runOnce runs one pass and reports it.
+func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, dryRun bool, stdout, stderr io.Writer) error {
+	eng, err := openEngine(ctx, cfg, log, dryRun)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	if dryRun {
+		rep, runErr := eng.syncer.Run(ctx, syncer.Options{Resync: resync, DryRun: stdout})
+		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d parked; nothing was sent or recorded\n",
+			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Parked)
+		return passFailure(cfg, runErr)
+	}
+	rep, runErr := eng.syncer.Run(ctx, syncer.Options{Resync: resync})
+	recordPass(eng, rep, runErr)
+	printReport(stdout, rep, runErr == nil)
+	if rep.FingerprintChanged {
+		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --resync' to re-send every group.")
+	}
+	if total, _, err := eng.store.FailedRows(ctx); err == nil && total > 0 {
+		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)
+	}
+	return passFailure(cfg, runErr)
+}
+
+// passFailure turns a failed pass into an exit-1 error whose message says
+// what failed and what to do next.
+func passFailure(cfg *config.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syncer.ErrInterrupted) {
+		return failedErr(errors.New("interrupted: what CometChat acknowledged is recorded; the next pass goes on from there"))
+	}
+	if cometchat.IsAuth(err) {
+		return failedErr(fmt.Errorf("CometChat refused the credentials: %v. Check cometchat.api_key (a REST API key with fullAccess scope), cometchat.app_id %q and cometchat.region %q", err, cfg.CometChat.AppID, cfg.CometChat.Region))
+	}
+	var pe *syncer.PassError
+	if errors.As(err, &pe) {
+		switch pe.Stage {
+		case syncer.StageSource:
+			return failedErr(fmt.Errorf("reading the source failed: %v. The checkpoint stays after the last acknowledged batch; run again once the database is reachable", pe.Err))
+		case syncer.StageAPI:
+			return failedErr(fmt.Errorf("CometChat did not take a batch: %v. Nothing was lost: the checkpoint stays before it; run again later", pe.Err))
+		case syncer.StageState:
+			return failedErr(fmt.Errorf("the state file failed: %v. Check state.path %q (disk space, permissions)", pe.Err, cfg.State.Path))
+		}
+	}
+	return failedErr(err)
+}
+
+// lastPass is what `status` shows of the most recent pass.
+type lastPass struct {
+	syncer.Report
+	FinishedAt time.Time `json:"finished_at"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+}
+
+func recordPass(eng *engine, rep syncer.Report, runErr error) {
+	lp := lastPass{Report: rep, FinishedAt: time.Now().UTC(), OK: runErr == nil}
+	if runErr != nil {
+		lp.Error = runErr.Error()
+	}
+	raw, err := json.Marshal(lp)
+	if err == nil {
+		err = eng.store.SetLastPass(context.Background(), raw)
+	}
+	if err != nil {
+		eng.log.Warn("could not record the pass summary", zap.Error(err))
+	}
+	fields := []zap.Field{
+		zap.Bool("ok", runErr == nil), zap.Int("read", rep.Read), zap.Int("imported", rep.Imported), zap.Int("updated", rep.Updated),
+		zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("parked", rep.Parked),
+		zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
+	}
+	if runErr != nil {
+		fields = append(fields, zap.String("error", runErr.Error()))
+	}
+	eng.log.Info("pass summary", fields...)
+}
+
+func printReport(w io.Writer, rep syncer.Report, ok bool) {
+	verdict := "pass complete"
+	if !ok {
+		verdict = "pass did not complete"
+	}
+	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d failed (%d invalid, %d rejected), %d parked skipped\n",
+		verdict, rep.Duration.Round(time.Millisecond), rep.Read, rep.Retried, rep.Imported, rep.Updated, rep.Unchanged,
+		rep.Failed(), rep.Invalid, rep.Rejected, rep.Parked)
+	cp := "none yet"
+	if rep.Checkpoint != nil {
+		cp = string(rep.Checkpoint)
+	}
+	fmt.Fprintf(w, "checkpoint: %s\n", cp)
+}

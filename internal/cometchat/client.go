@@ -1,0 +1,458 @@
+// Package cometchat is the REST client for the parts of CometChat's API v3
+// that a group sync uses: data import, update, delete and a harmless read.
+// It owns everything that depends on how the API answers: the typed errors,
+// the retries, and the pacing that keeps requests under the rate limits.
+package cometchat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// MaxBatch is CometChat's limit of groups in one data-import request.
+const MaxBatch = 50
+
+// Config is what the client needs to reach one CometChat app.
+type Config struct {
+	BaseURL         string        // e.g. https://APPID.api-us.cometchat.io/v3
+	APIKey          string        // REST API key with fullAccess scope
+	Timeout         time.Duration // per request attempt
+	MaxAttempts     int           // attempts for a failing request (429 waits do not count)
+	InitialBackoff  time.Duration
+	MaxBackoff      time.Duration
+	MaxElapsed      time.Duration // bound on all attempts and waits of one request
+	ImportPerMinute float64       // client-side pacing of data-import requests
+	OtherPerMinute  float64       // client-side pacing of everything else
+	Concurrency     int           // requests expected in flight; sizes the connection pool
+	// Observe, when set, is told about every answer (or transport failure, status 0).
+	Observe func(endpoint string, status int, code string, took time.Duration)
+}
+
+// Client talks to one CometChat app. It is safe for concurrent use: every
+// worker shares its rate limiters, so the limits hold for the whole process.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *zap.Logger
+
+	importPace *pacer
+	otherPace  *pacer
+	sleep      func(ctx context.Context, d time.Duration) error
+}
+
+// New builds a client. Zero values in cfg get the documented defaults.
+func New(cfg Config, log *zap.Logger) *Client {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.InitialBackoff <= 0 {
+		cfg.InitialBackoff = 500 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.MaxElapsed <= 0 {
+		cfg.MaxElapsed = 2 * time.Minute
+	}
+	if cfg.ImportPerMinute <= 0 {
+		cfg.ImportPerMinute = 60
+	}
+	if cfg.OtherPerMinute <= 0 {
+		cfg.OtherPerMinute = 10000
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
+	return &Client{
+		cfg:        cfg,
+		http:       &http.Client{Transport: tr},
+		log:        log,
+		importPace: newPacer(cfg.ImportPerMinute),
+		otherPace:  newPacer(cfg.OtherPerMinute),
+		sleep:      sleepCtx,
+	}
+}
+
+// RowResult is CometChat's answer for one group of an import request.
+type RowResult struct {
+	OK      bool
+	Code    string // e.g. ERR_GUID_ALREADY_EXISTS when !OK
+	Message string
+}
+
+// Import sends up to MaxBatch groups to POST /data_import/groups and
+// returns the per-row answers keyed by guid. A guid the answer does not
+// mention gets a RowResult with CodeNoRowResult. The error is an *APIError
+// when the request as a whole failed (after the retries it deserved).
+func (c *Client) Import(ctx context.Context, groups []Group) (map[string]RowResult, error) {
+	if len(groups) == 0 {
+		return map[string]RowResult{}, nil
+	}
+	if len(groups) > MaxBatch {
+		return nil, fmt.Errorf("cometchat import: %d groups in one request, CometChat takes at most %d", len(groups), MaxBatch)
+	}
+	body := struct {
+		Groups map[string]Group `json:"groups"`
+	}{Groups: make(map[string]Group, len(groups))}
+	for _, g := range groups {
+		body.Groups[g.GUID] = g
+	}
+	raw, err := c.do(ctx, "import", http.MethodPost, "/data_import/groups", body, c.importPace)
+	if err != nil {
+		return nil, err
+	}
+	return parseImport(raw, groups), nil
+}
+
+// parseImport reads {"data": {"<guid>": {"success": ..., "error": ...}}}
+// tolerantly: the shape of a per-row error is not documented.
+func parseImport(raw []byte, groups []Group) map[string]RowResult {
+	var env struct {
+		Data map[string]json.RawMessage `json:"data"`
+	}
+	out := make(map[string]RowResult, len(groups))
+	if err := json.Unmarshal(raw, &env); err != nil {
+		env.Data = nil
+	}
+	byLower := make(map[string]json.RawMessage, len(env.Data))
+	for k, v := range env.Data {
+		byLower[strings.ToLower(k)] = v
+	}
+	for _, g := range groups {
+		entry, ok := byLower[strings.ToLower(g.GUID)]
+		if !ok {
+			out[g.GUID] = RowResult{Code: CodeNoRowResult, Message: "the import answer did not mention this guid"}
+			continue
+		}
+		out[g.GUID] = parseRow(entry)
+	}
+	return out
+}
+
+func parseRow(entry json.RawMessage) RowResult {
+	var row struct {
+		Success *bool           `json:"success"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(entry, &row); err != nil || row.Success == nil {
+		return RowResult{Code: CodeUnreadableRowResult, Message: "unreadable row result: " + clip(string(entry), 300)}
+	}
+	if *row.Success {
+		return RowResult{OK: true}
+	}
+	code, msg := parseErrorValue(row.Error)
+	if code == "" {
+		code = CodeUnreadableRowResult
+	}
+	return RowResult{Code: code, Message: msg}
+}
+
+// parseErrorValue reads an error that may be {"code","message"}, a string,
+// or anything else.
+func parseErrorValue(v json.RawMessage) (code, msg string) {
+	var obj struct {
+		Code       string `json:"code"`
+		Message    string `json:"message"`
+		DevMessage string `json:"devMessage"`
+	}
+	if json.Unmarshal(v, &obj) == nil && (obj.Code != "" || obj.Message != "") {
+		msg = obj.Message
+		if msg == "" {
+			msg = obj.DevMessage
+		}
+		return obj.Code, msg
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return "", s
+	}
+	return "", clip(string(v), 300)
+}
+
+// Update is the body of PUT /groups/{guid}. Nil/empty fields are left as
+// they are in CometChat; Unset names fields to clear (icon, description,
+// metadata). Tags is a pointer so that an empty list can clear tags.
+type Update struct {
+	Name     string          `json:"name,omitempty"`
+	Type     string          `json:"type,omitempty"`
+	Password string          `json:"password,omitempty"`
+	Icon     string          `json:"icon,omitempty"`
+	Owner    string          `json:"owner,omitempty"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	Tags     *[]string       `json:"tags,omitempty"`
+	Unset    []string        `json:"unset,omitempty"`
+}
+
+// Update changes an existing group. An unknown guid is an *APIError with
+// Code ERR_GUID_NOT_FOUND.
+func (c *Client) Update(ctx context.Context, guid string, u Update) error {
+	_, err := c.do(ctx, "update", http.MethodPut, "/groups/"+url.PathEscape(guid), u, c.otherPace)
+	return err
+}
+
+// Delete removes a group.
+func (c *Client) Delete(ctx context.Context, guid string) error {
+	_, err := c.do(ctx, "delete", http.MethodDelete, "/groups/"+url.PathEscape(guid), nil, c.otherPace)
+	return err
+}
+
+// Ping checks the app ID, region and key with a harmless read
+// (GET /groups?perPage=1).
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.do(ctx, "get", http.MethodGet, "/groups?perPage=1", nil, c.otherPace)
+	return err
+}
+
+// do sends one request with retries: exponential backoff with full jitter
+// for failures, the server's own wait for rate limits (which does not use up
+// the attempts), all within MaxElapsed.
+func (c *Client) do(ctx context.Context, endpoint, method, path string, body any, pace *pacer) ([]byte, error) {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("cometchat %s: encode request: %w", endpoint, err)
+		}
+	}
+	deadline := time.Now().Add(c.cfg.MaxElapsed)
+	failures, sent := 0, 0
+	for {
+		if err := pace.wait(ctx); err != nil {
+			return nil, err
+		}
+		sent++
+		raw, apiErr := c.once(ctx, endpoint, method, path, payload)
+		if apiErr == nil {
+			pace.succeeded()
+			return raw, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		apiErr.Attempts = sent
+		if !apiErr.Retryable() {
+			return nil, apiErr
+		}
+		var wait time.Duration
+		if apiErr.RateLimited() {
+			// The limit is shared: make every worker slow down, not just this one.
+			wait = pace.limited(apiErr.RetryAfter, c.backoff(1))
+		} else {
+			failures++
+			if failures >= c.cfg.MaxAttempts {
+				return nil, apiErr
+			}
+			wait = c.backoff(failures)
+			if apiErr.RetryAfter > wait {
+				wait = apiErr.RetryAfter
+			}
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return nil, apiErr
+		}
+		c.log.Debug("retrying request", zap.String("endpoint", endpoint), zap.Int("status", apiErr.Status),
+			zap.String("code", apiErr.Code), zap.Duration("wait", wait), zap.Int("attempt", sent))
+		if err := c.sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// backoff is the full-jitter exponential backoff for the n-th failure.
+func (c *Client) backoff(n int) time.Duration {
+	ceil := c.cfg.InitialBackoff << min(n-1, 30)
+	if ceil > c.cfg.MaxBackoff || ceil <= 0 {
+		ceil = c.cfg.MaxBackoff
+	}
+	return time.Duration(rand.Int64N(int64(ceil) + 1))
+}
+
+// once sends the request a single time and classifies the answer.
+func (c *Client) once(ctx context.Context, endpoint, method, path string, payload []byte) ([]byte, *APIError) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, rd)
+	if err != nil {
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: "build request: " + err.Error(), Status: 400, Err: err}
+	}
+	req.Header.Set("apikey", c.cfg.APIKey)
+	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(endpoint, 0, "", time.Since(start))
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: transportMessage(err, c.cfg.Timeout), Err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		c.observe(endpoint, 0, "", time.Since(start))
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: "read answer: " + transportMessage(err, c.cfg.Timeout), Err: err}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		c.observe(endpoint, resp.StatusCode, "", time.Since(start))
+		return raw, nil
+	}
+	apiErr := &APIError{Endpoint: endpoint, Method: method, Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
+	var env struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(raw, &env) == nil && len(env.Error) > 0 {
+		apiErr.Code, apiErr.Message = parseErrorValue(env.Error)
+	} else {
+		apiErr.Message = clip(strings.TrimSpace(string(raw)), 200)
+	}
+	c.observe(endpoint, resp.StatusCode, apiErr.Code, time.Since(start))
+	return nil, apiErr
+}
+
+func (c *Client) observe(endpoint string, status int, code string, took time.Duration) {
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(endpoint, status, code, took)
+	}
+}
+
+// transportMessage says what happened on the wire in words, without the
+// URL (which the caller already knows and which may carry an app ID).
+func transportMessage(err error, timeout time.Duration) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s (cometchat.timeout)", timeout)
+	}
+	return err.Error()
+}
+
+// retryAfter reads Retry-After (seconds or an HTTP date) and, failing that,
+// X-RateLimit-Reset / X-Rate-Limit-Reset (UNIX seconds, or seconds to wait
+// when small). Header names are case-insensitive in net/http already.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
+			return time.Duration(s * float64(time.Second))
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0)
+		}
+	}
+	for _, name := range []string{"X-RateLimit-Reset", "X-Rate-Limit-Reset"} {
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			continue
+		}
+		s, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || s < 0 {
+			continue
+		}
+		if s > 1_000_000_000 { // an epoch time, not a number of seconds
+			return max(time.Unix(s, 0).Sub(now), 0)
+		}
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// pacer keeps one class of requests under its limit for the whole process:
+// a token bucket at the configured rate that halves when CometChat answers
+// 429 anyway and creeps back after successes, plus a shared pause that a
+// Retry-After imposes on every worker.
+type pacer struct {
+	limiter *rate.Limiter
+	base    rate.Limit
+
+	mu     sync.Mutex
+	paused time.Time // no request before this
+}
+
+func newPacer(perMinute float64) *pacer {
+	base := rate.Limit(perMinute / 60)
+	return &pacer{limiter: rate.NewLimiter(base, 1), base: base}
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	p.mu.Lock()
+	until := p.paused
+	p.mu.Unlock()
+	if d := time.Until(until); d > 0 {
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+	return p.limiter.Wait(ctx)
+}
+
+// limited records a 429 and returns how long the caller should wait.
+func (p *pacer) limited(retryAfter, fallback time.Duration) time.Duration {
+	wait := retryAfter
+	if wait <= 0 {
+		wait = fallback
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until := time.Now().Add(wait); until.After(p.paused) {
+		p.paused = until
+	}
+	if l := p.limiter.Limit() / 2; l >= p.base/16 {
+		p.limiter.SetLimit(l)
+	}
+	return wait
+}
+
+// succeeded lets the rate recover towards the configured limit.
+func (p *pacer) succeeded() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.limiter.Limit(); l < p.base {
+		p.limiter.SetLimit(min(p.base, l+p.base/20))
+	}
+}

@@ -1,0 +1,397 @@
+// Package config loads cometsync's YAML configuration: defaults, then
+// ${VAR} expansion from the environment, then a strict decode (unknown keys
+// are errors), then Validate.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Source          Source    `yaml:"source"`
+	CometChat       CometChat `yaml:"cometchat"`
+	State           State     `yaml:"state"`
+	Schedule        string    `yaml:"schedule"`
+	ShutdownTimeout Duration  `yaml:"shutdown_timeout"`
+	HTTP            HTTP      `yaml:"http"`
+	Log             Log       `yaml:"log"`
+	Metrics         Metrics   `yaml:"metrics"`
+}
+
+// Source is the SQL database and the query whose rows are the groups.
+type Source struct {
+	// Driver is "mysql" (MySQL and MariaDB) or "sqlite".
+	Driver string `yaml:"driver"`
+	// DSN is the driver's data source name; it holds a password: see
+	// RedactDSN before printing it.
+	DSN string `yaml:"dsn"`
+	// Query is the user's SELECT; its column names are the mapping.
+	Query    string `yaml:"query"`
+	Cursor   Cursor `yaml:"cursor"`
+	PageSize int    `yaml:"page_size"`
+}
+
+// Cursor is the keyset the query is paged and checkpointed by.
+type Cursor struct {
+	// Column is a DATETIME/TIMESTAMP or integer column of the query that
+	// grows on every change, e.g. updated_at.
+	Column string `yaml:"column"`
+	// Tiebreaker is a unique column of the query, e.g. the primary key.
+	Tiebreaker string `yaml:"tiebreaker"`
+	// Lag keeps a pass to rows with Column <= database clock - Lag, so that
+	// rows of transactions still open are not skipped.
+	Lag Duration `yaml:"lag"`
+	// Start is the optional first watermark: "" (from the beginning), an
+	// RFC 3339 time or an integer.
+	Start string `yaml:"start"`
+	// IntegerUnit is the unit of an integer Column, "seconds" or
+	// "milliseconds", so that Lag can be applied to it.
+	IntegerUnit string `yaml:"integer_unit"`
+}
+
+// CometChat is the REST API the groups are imported into.
+type CometChat struct {
+	AppID string `yaml:"app_id"`
+	// Region is "us", "eu" or "in".
+	Region string `yaml:"region"`
+	// APIKey is a REST API key with fullAccess scope: a secret.
+	APIKey string `yaml:"api_key"`
+	// BaseURL overrides https://{app_id}.api-{region}.cometchat.io/v3;
+	// see Config.APIBaseURL.
+	BaseURL string `yaml:"base_url"`
+	// BatchSize is the number of groups in one import request (1..50).
+	BatchSize int `yaml:"batch_size"`
+	// Concurrency is the number of batches in flight (1..64).
+	Concurrency int        `yaml:"concurrency"`
+	Timeout     Duration   `yaml:"timeout"`
+	Retry       Retry      `yaml:"retry"`
+	RateLimits  RateLimits `yaml:"rate_limits"`
+}
+
+// Retry is how a failed request is retried: exponential backoff from
+// InitialBackoff up to MaxBackoff, MaxAttempts tries in all.
+type Retry struct {
+	MaxAttempts    int      `yaml:"max_attempts"`
+	InitialBackoff Duration `yaml:"initial_backoff"`
+	MaxBackoff     Duration `yaml:"max_backoff"`
+}
+
+// RateLimits are the requests a minute the client paces itself to.
+type RateLimits struct {
+	// ImportPerMinute paces POST /data_import/groups (CometChat: 60).
+	ImportPerMinute int `yaml:"import_per_minute"`
+	// OtherPerMinute paces every other call (updates, deletes).
+	OtherPerMinute int `yaml:"other_per_minute"`
+}
+
+// State is the local SQLite file with the checkpoint, hashes and row errors.
+type State struct {
+	Path string `yaml:"path"`
+	// ParkAfter is the number of failed attempts after which a row is
+	// parked: retried only when it changes.
+	ParkAfter int `yaml:"park_after"`
+}
+
+// HTTP is the server for probes and metrics.
+type HTTP struct {
+	// Listen is a host:port; empty turns the server off.
+	Listen string `yaml:"listen"`
+}
+
+// Log is the logger's setup.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json, console, or auto: console on a terminal, JSON otherwise.
+	Format string `yaml:"format"`
+}
+
+// Metrics is where metrics go besides the HTTP server.
+type Metrics struct {
+	// Pushgateway is the URL of a Prometheus Pushgateway that `once` pushes
+	// to when it ends; empty: no push.
+	Pushgateway string `yaml:"pushgateway"`
+}
+
+// Default returns the configuration every file starts from: all defaults,
+// nothing that has to be the user's (dsn, query, cursor columns, app_id,
+// api_key).
+func Default() *Config {
+	return &Config{
+		Source: Source{
+			Driver:   "mysql",
+			PageSize: 1000,
+			Cursor: Cursor{
+				Lag:         Duration(5 * time.Second),
+				IntegerUnit: "seconds",
+			},
+		},
+		CometChat: CometChat{
+			Region:      "us",
+			BatchSize:   50,
+			Concurrency: 4,
+			Timeout:     Duration(30 * time.Second),
+			Retry: Retry{
+				MaxAttempts:    5,
+				InitialBackoff: Duration(500 * time.Millisecond),
+				MaxBackoff:     Duration(30 * time.Second),
+			},
+			RateLimits: RateLimits{ImportPerMinute: 60, OtherPerMinute: 10000},
+		},
+		State:           State{Path: "./cometsync-state.db", ParkAfter: 10},
+		Schedule:        "@every 5m",
+		ShutdownTimeout: Duration(10 * time.Second),
+		HTTP:            HTTP{Listen: ":9464"},
+		Log:             Log{Level: "info", Format: "auto"},
+	}
+}
+
+// Load reads the file at path and parses it with Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse applies the defaults, expands ${VAR} from the environment, decodes
+// data strictly and validates the result. Errors about a key or a value are
+// *ValidationError.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, os.Getenv)
+}
+
+func parse(data []byte, getenv func(string) string) (*Config, error) {
+	cfg := Default()
+	expanded := []byte(expand(string(data), getenv))
+	var root yaml.Node
+	if err := yaml.Unmarshal(expanded, &root); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// Check keys and value shapes first: its errors name the full key path,
+	// which the decoder's do not.
+	if err := checkNode(&root, reflect.TypeFor[Config](), ""); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// expand replaces ${NAME} with getenv(NAME), as os.Expand does (an unset
+// variable becomes empty), and $$ with a literal $. Any other $ is left
+// alone: passwords and MySQL JSON paths ('$.plan') keep their dollars.
+func expand(s string, getenv func(string) string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '$' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end <= 0 || strings.ContainsAny(s[i+2:i+2+end], " \t\r\n${") {
+				b.WriteByte(c)
+				continue
+			}
+			b.WriteString(getenv(s[i+2 : i+2+end]))
+			i += 2 + end
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string,
+// e.g. "500ms", "5s", "1m30s".
+type Duration time.Duration
+
+// Duration returns d as a time.Duration.
+func (d Duration) Duration() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q %s", n.Line, n.Value, durationProblem)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes d as a Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+const durationProblem = "is not a duration (use Go syntax such as 500ms, 30s, 5m or 1h30m)"
+
+func parseDuration(s string) (time.Duration, error) {
+	return time.ParseDuration(strings.TrimSpace(s))
+}
+
+var durationType = reflect.TypeFor[Duration]()
+
+// checkNode walks the YAML tree along the Go type it decodes into. It
+// reports unknown keys, values of the wrong shape and bad durations, each
+// with its line and full key path.
+func checkNode(n *yaml.Node, t reflect.Type, path string) error {
+	switch n.Kind {
+	case 0: // an empty file
+		return nil
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return checkNode(n.Content[0], t, path)
+	case yaml.AliasNode:
+		return checkNode(n.Alias, t, path)
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil // keeps the default
+	}
+	bad := func(value, problem string) error {
+		return &ValidationError{Key: displayPath(path), Value: value, Problem: problem, Line: n.Line}
+	}
+	switch {
+	case t == durationType:
+		if n.Kind != yaml.ScalarNode {
+			return bad("", "must be a duration such as 30s, got "+shape(n))
+		}
+		if _, err := parseDuration(n.Value); err != nil {
+			return bad(quote(n.Value), durationProblem)
+		}
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return bad("", fmt.Sprintf("must be a mapping with the keys %s, got %s", knownKeys(t), shape(n)))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.ShortTag() == "!!merge" {
+				if err := checkMerge(v, t, path); err != nil {
+					return err
+				}
+				continue
+			}
+			f, ok := fieldByKey(t, k.Value)
+			if !ok {
+				return &ValidationError{Key: joinPath(path, k.Value), Problem: fmt.Sprintf("unknown key (known %s: %s)",
+					under(path), knownKeys(t)), Line: k.Line}
+			}
+			if err := checkNode(v, f.Type, joinPath(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			return bad(valueOrShape(n), "is not an integer")
+		}
+	case t.Kind() == reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return bad("", "must be a single value, got "+shape(n))
+		}
+	}
+	return nil
+}
+
+// checkMerge checks the mapping(s) merged in with YAML's "<<" key.
+func checkMerge(v *yaml.Node, t reflect.Type, path string) error {
+	if v.Kind == yaml.SequenceNode {
+		for _, m := range v.Content {
+			if err := checkNode(m, t, path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return checkNode(v, t, path)
+}
+
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if yamlKey(f) == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func yamlKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+func knownKeys(t reflect.Type) string {
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		keys = append(keys, yamlKey(t.Field(i)))
+	}
+	return strings.Join(keys, ", ")
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func displayPath(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+func under(path string) string {
+	if path == "" {
+		return "at the top level"
+	}
+	return "under " + path
+}
+
+func shape(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return quote(n.Value)
+}
+
+func valueOrShape(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return quote(n.Value)
+	}
+	return shape(n)
+}

@@ -1,0 +1,518 @@
+// Package mapping turns one row of the user's source query into the
+// cometchat.Group that CometChat's data-import endpoint takes.
+//
+// The query's column names are the mapping: a column named "name" becomes the
+// group's name, "owner_avatar" the owner's avatar, and so on. New checks the
+// columns once at start-up; Map then converts each row without reflection,
+// and refuses rows that break CometChat's documented constraints so that they
+// become row errors here instead of failed API calls.
+package mapping
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+)
+
+// mappingVersion is part of every fingerprint. Bump it whenever Map's output
+// for the same row changes (a new conversion, a new default), so that users
+// are told their groups follow an older mapping and offered a resync.
+const mappingVersion = "cometsync-mapping-1"
+
+// CometChat's documented limits ("Properties and constraints").
+const (
+	maxGUID     = 100  // characters of a-z 0-9 - _
+	maxName     = 100  // characters
+	maxPassword = 100  // characters
+	maxIcon     = 3000 // characters of a URL
+	maxUID      = 100  // characters, like a guid
+	maxRole     = 100  // characters, like a guid
+	maxMetadata = 5120 // bytes of compact JSON (5 KB)
+	maxTags     = 25
+	maxTag      = 100 // characters per tag
+)
+
+// field identifies an import field; its value indexes Mapper.index.
+type field int
+
+const (
+	fGUID field = iota
+	fName
+	fType
+	fPassword
+	fIcon
+	fOwner
+	fCreatedAt
+	fMetadata
+	fTags
+	fOwnerUID
+	fOwnerName
+	fOwnerAvatar
+	fOwnerLink
+	fOwnerRole
+	fOwnerCreatedAt
+	fOwnerLastActiveAt
+	fOwnerMetadata
+	fOwnerTags
+	fOwnerDeactivatedAt
+	numFields
+)
+
+// fieldNames are the column names of the import fields, in field order.
+var fieldNames = [numFields]string{
+	fGUID:               "guid",
+	fName:               "name",
+	fType:               "type",
+	fPassword:           "password",
+	fIcon:               "icon",
+	fOwner:              "owner",
+	fCreatedAt:          "created_at",
+	fMetadata:           "metadata",
+	fTags:               "tags",
+	fOwnerUID:           "owner_uid",
+	fOwnerName:          "owner_name",
+	fOwnerAvatar:        "owner_avatar",
+	fOwnerLink:          "owner_link",
+	fOwnerRole:          "owner_role",
+	fOwnerCreatedAt:     "owner_created_at",
+	fOwnerLastActiveAt:  "owner_last_active_at",
+	fOwnerMetadata:      "owner_metadata",
+	fOwnerTags:          "owner_tags",
+	fOwnerDeactivatedAt: "owner_deactivated_at",
+}
+
+// Bits of Present's mask, one per optional field of the import object.
+const (
+	FieldIcon uint32 = 1 << iota
+	FieldMetadata
+	FieldTags
+	FieldPassword
+	FieldOwner
+	FieldCreatedAt
+	FieldGroupOwnerDetails
+)
+
+// Mapper converts rows of one query into import objects. It is safe for
+// concurrent use: Map only reads it.
+type Mapper struct {
+	columns []string
+	// index holds, per import field, the position of its column in a row,
+	// or -1 when the query does not select it.
+	index [numFields]int
+	loc   *time.Location
+}
+
+// ColumnError is a problem with the query's result columns, found by New.
+type ColumnError struct {
+	// Column is the column's name as the query returns it.
+	Column string
+	// Problem is the whole sentence, naming the column, e.g.
+	// `required column "name" is missing`.
+	Problem string
+}
+
+// Error returns the problem prefixed with the config key it concerns.
+func (e *ColumnError) Error() string {
+	return "source.query: " + e.Problem
+}
+
+// FieldError is a row that cannot be imported: a value that cannot be
+// converted, or that breaks one of CometChat's documented constraints.
+type FieldError struct {
+	// Field is the import field's column name, e.g. "name" or "owner_tags".
+	Field string
+	// Message says what is wrong; it never repeats a password.
+	Message string
+}
+
+// Error returns "field: message".
+func (e *FieldError) Error() string {
+	return e.Field + ": " + e.Message
+}
+
+func fieldErr(f field, format string, args ...any) *FieldError {
+	return &FieldError{Field: fieldNames[f], Message: fmt.Sprintf(format, args...)}
+}
+
+// New checks the query's result columns once, at start-up, and returns a
+// Mapper for rows with exactly these columns in this order.
+//
+// Column names match import fields case-insensitively. cursorColumn and
+// tiebreakerColumn (source.cursor.column and .tiebreaker) must be among the
+// columns; they are ignored by Map unless they are import fields themselves
+// (a tiebreaker "guid" is both). An empty name is not checked. Times written
+// as text without a zone are read in loc; nil means UTC. Errors are
+// *ColumnError.
+func New(columns []string, cursorColumn, tiebreakerColumn string, loc *time.Location) (*Mapper, error) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	m := &Mapper{columns: append([]string(nil), columns...), loc: loc}
+	for f := range m.index {
+		m.index[f] = -1
+	}
+	cursorSeen, tiebreakerSeen := false, false
+	for i, col := range columns {
+		name := strings.ToLower(strings.TrimSpace(col))
+		if name == "" {
+			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %d has no name; give it one with AS", i+1)}
+		}
+		isCursor := cursorColumn != "" && strings.EqualFold(name, strings.TrimSpace(cursorColumn))
+		isTiebreaker := tiebreakerColumn != "" && strings.EqualFold(name, strings.TrimSpace(tiebreakerColumn))
+		cursorSeen = cursorSeen || isCursor
+		tiebreakerSeen = tiebreakerSeen || isTiebreaker
+		f, ok := lookupField(name)
+		if !ok {
+			if isCursor || isTiebreaker {
+				continue
+			}
+			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %q is not an import field (known: %s%s)",
+				col, strings.Join(fieldNames[:], ", "), alsoAllowed(cursorColumn, tiebreakerColumn))}
+		}
+		if m.index[f] >= 0 {
+			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %q appears twice (columns %d and %d)", col, m.index[f]+1, i+1)}
+		}
+		m.index[f] = i
+	}
+	for _, f := range []field{fGUID, fName, fType} {
+		if m.index[f] < 0 {
+			return nil, &ColumnError{Column: fieldNames[f], Problem: fmt.Sprintf("required column %q is missing", fieldNames[f])}
+		}
+	}
+	if m.index[fOwnerUID] < 0 {
+		for f := fOwnerName; f < numFields; f++ {
+			if m.index[f] >= 0 {
+				name := m.columns[m.index[f]]
+				return nil, &ColumnError{Column: name, Problem: fmt.Sprintf("column %q needs the column \"owner_uid\": owner details are sent only for a row that names its owner", name)}
+			}
+		}
+	}
+	if cursorColumn != "" && !cursorSeen {
+		return nil, &ColumnError{Column: cursorColumn, Problem: fmt.Sprintf("cursor column %q (source.cursor.column) is missing from the query's columns", cursorColumn)}
+	}
+	if tiebreakerColumn != "" && !tiebreakerSeen {
+		return nil, &ColumnError{Column: tiebreakerColumn, Problem: fmt.Sprintf("tiebreaker column %q (source.cursor.tiebreaker) is missing from the query's columns", tiebreakerColumn)}
+	}
+	return m, nil
+}
+
+// alsoAllowed names the cursor columns for the unknown-column message.
+func alsoAllowed(cursor, tiebreaker string) string {
+	switch {
+	case cursor != "" && tiebreaker != "":
+		return fmt.Sprintf("; the cursor column %q and the tiebreaker %q are also allowed", cursor, tiebreaker)
+	case cursor != "":
+		return fmt.Sprintf("; the cursor column %q is also allowed", cursor)
+	case tiebreaker != "":
+		return fmt.Sprintf("; the tiebreaker %q is also allowed", tiebreaker)
+	}
+	return ""
+}
+
+func lookupField(name string) (field, bool) {
+	for f, n := range fieldNames {
+		if n == name {
+			return field(f), true
+		}
+	}
+	return 0, false
+}
+
+// Columns returns the query's result columns, as given to New.
+func (m *Mapper) Columns() []string {
+	return append([]string(nil), m.columns...)
+}
+
+// Map converts one row, values aligned with Columns, into an import object.
+// NULL (nil) and empty text leave an optional field out.
+//
+// Errors are *FieldError, except for a row whose length does not match the
+// columns, which is a programming error. On error the returned Group holds
+// only the GUID, when the guid itself was valid, so that the row error can
+// be recorded under it.
+func (m *Mapper) Map(values []any) (cometchat.Group, error) {
+	if len(values) != len(m.columns) {
+		return cometchat.Group{}, fmt.Errorf("map row: got %d values for %d columns", len(values), len(m.columns))
+	}
+	var g cometchat.Group
+	if err := m.mapRow(values, &g); err != nil {
+		return cometchat.Group{GUID: g.GUID}, err
+	}
+	return g, nil
+}
+
+func (m *Mapper) mapRow(values []any, g *cometchat.Group) error {
+	var err error
+	if g.GUID, err = mapGUID(values[m.index[fGUID]]); err != nil {
+		return err
+	}
+	if g.Name, err = mapName(values[m.index[fName]]); err != nil {
+		return err
+	}
+	if g.Type, err = mapType(values[m.index[fType]]); err != nil {
+		return err
+	}
+	if g.Password, err = m.text(values, fPassword, maxPassword); err != nil {
+		return err
+	}
+	if g.Type == "password" && g.Password == "" {
+		return fieldErr(fPassword, "is required for a password group")
+	}
+	if g.Icon, err = m.text(values, fIcon, maxIcon); err != nil {
+		return err
+	}
+	if g.Owner, err = m.text(values, fOwner, maxUID); err != nil {
+		return err
+	}
+	if g.CreatedAt, err = m.time(values, fCreatedAt); err != nil {
+		return err
+	}
+	if g.Metadata, err = m.metadata(values, fMetadata); err != nil {
+		return err
+	}
+	if g.Tags, err = m.tags(values, fTags); err != nil {
+		return err
+	}
+	if g.GroupOwnerDetails, err = m.ownerDetails(values); err != nil {
+		return err
+	}
+	if g.Owner == "" && g.GroupOwnerDetails != nil {
+		g.Owner = g.GroupOwnerDetails.UID
+	}
+	return nil
+}
+
+func (m *Mapper) ownerDetails(values []any) (*cometchat.OwnerDetails, error) {
+	uid, err := m.text(values, fOwnerUID, maxUID)
+	if err != nil || uid == "" {
+		return nil, err
+	}
+	d := &cometchat.OwnerDetails{UID: uid}
+	if d.Name, err = m.text(values, fOwnerName, maxName); err != nil {
+		return nil, err
+	}
+	if d.Name == "" {
+		// The OpenAPI schema requires uid and name.
+		d.Name = uid
+	}
+	if d.Avatar, err = m.text(values, fOwnerAvatar, maxIcon); err != nil {
+		return nil, err
+	}
+	if d.Link, err = m.text(values, fOwnerLink, maxIcon); err != nil {
+		return nil, err
+	}
+	if d.Role, err = m.text(values, fOwnerRole, maxRole); err != nil {
+		return nil, err
+	}
+	if d.CreatedAt, err = m.time(values, fOwnerCreatedAt); err != nil {
+		return nil, err
+	}
+	if d.LastActiveAt, err = m.time(values, fOwnerLastActiveAt); err != nil {
+		return nil, err
+	}
+	if d.Metadata, err = m.metadata(values, fOwnerMetadata); err != nil {
+		return nil, err
+	}
+	if d.Tags, err = m.tags(values, fOwnerTags); err != nil {
+		return nil, err
+	}
+	if d.DeactivatedAt, err = m.time(values, fOwnerDeactivatedAt); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// text maps an optional text field of at most max characters; "" when the
+// column is absent, NULL or empty.
+func (m *Mapper) text(values []any, f field, max int) (string, error) {
+	i := m.index[f]
+	if i < 0 {
+		return "", nil
+	}
+	s, _, err := toText(values[i], f)
+	if err != nil {
+		return "", err
+	}
+	if n := runeCount(s, max); n > max {
+		return "", fieldErr(f, "must be at most %d characters, got %d", max, n)
+	}
+	return s, nil
+}
+
+func (m *Mapper) time(values []any, f field) (int64, error) {
+	if i := m.index[f]; i >= 0 {
+		return toUnix(values[i], f, m.loc)
+	}
+	return 0, nil
+}
+
+func (m *Mapper) metadata(values []any, f field) (json.RawMessage, error) {
+	if i := m.index[f]; i >= 0 {
+		return toMetadata(values[i], f)
+	}
+	return nil, nil
+}
+
+func (m *Mapper) tags(values []any, f field) ([]string, error) {
+	if i := m.index[f]; i >= 0 {
+		return toTags(values[i], f)
+	}
+	return nil, nil
+}
+
+func mapGUID(v any) (string, error) {
+	s, ok, err := toText(v, fGUID)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fieldErr(fGUID, "is NULL; every group needs a guid")
+	}
+	// CometChat lowercases guids; doing it here keeps the local state keyed
+	// the same way. ToLower returns s itself when there is nothing to change.
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) == 0 {
+		return "", fieldErr(fGUID, "must be 1 to %d characters, got 0", maxGUID)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return "", fieldErr(fGUID, "may only contain a-z, 0-9, - and _, got %q", truncate(s, 40))
+		}
+	}
+	// All ASCII from here: bytes are characters.
+	if len(s) > maxGUID {
+		return "", fieldErr(fGUID, "must be 1 to %d characters, got %d", maxGUID, len(s))
+	}
+	return s, nil
+}
+
+func mapName(v any) (string, error) {
+	s, ok, err := toText(v, fName)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fieldErr(fName, "is NULL; every group needs a name")
+	}
+	if n := runeCount(s, maxName); n == 0 || n > maxName {
+		return "", fieldErr(fName, "must be 1 to %d characters, got %d", maxName, n)
+	}
+	return s, nil
+}
+
+func mapType(v any) (string, error) {
+	s, ok, err := toText(v, fType)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fieldErr(fType, "is NULL; must be public, password or private")
+	}
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "public":
+		return "public", nil
+	case "password":
+		return "password", nil
+	case "private":
+		return "private", nil
+	}
+	return "", fieldErr(fType, "must be public, password or private, got %q", truncate(s, 40))
+}
+
+// runeCount returns the number of characters of s when s is longer than
+// limit bytes, and its length in bytes otherwise: enough to compare with
+// limit (a character is at least a byte) without counting every short value.
+func runeCount(s string, limit int) int {
+	if len(s) <= limit {
+		return len(s)
+	}
+	return utf8.RuneCountInString(s)
+}
+
+// truncate shortens s to at most n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// Fingerprint identifies this mapping of this query: a hex SHA-256 over the
+// mapping version, the columns, the time zone for zone-less times, the query
+// and extra (e.g. the cursor settings). It changes when the query or the
+// mapping changes, so that a pass can tell groups were sent under another.
+func (m *Mapper) Fingerprint(query string, extra ...string) string {
+	h := sha256.New()
+	// Length-prefixed parts: no two different inputs share a byte stream.
+	part := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	part(mappingVersion)
+	part(fmt.Sprint(len(m.columns)))
+	for _, c := range m.columns {
+		part(c)
+	}
+	part(m.loc.String())
+	part(query)
+	for _, e := range extra {
+		part(e)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Hash is a content hash of an import object: hex of the first 16 bytes of
+// the SHA-256 of its JSON encoding. Equal objects hash equal, so an
+// unchanged row need not be sent again.
+func Hash(g cometchat.Group) string {
+	b, err := json.Marshal(g)
+	if err != nil {
+		// Only metadata that is not JSON fails to encode, and Map never
+		// produces it; hash a stable text form rather than give up.
+		b = fmt.Appendf(nil, "unencodable %#v", g)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Present returns the Field* bits of the optional fields that g carries.
+// Comparing it with the mask of the last delivery tells which fields became
+// NULL since, and so must be cleared explicitly in an update.
+func Present(g cometchat.Group) uint32 {
+	var p uint32
+	if g.Icon != "" {
+		p |= FieldIcon
+	}
+	if len(g.Metadata) > 0 {
+		p |= FieldMetadata
+	}
+	if len(g.Tags) > 0 {
+		p |= FieldTags
+	}
+	if g.Password != "" {
+		p |= FieldPassword
+	}
+	if g.Owner != "" {
+		p |= FieldOwner
+	}
+	if g.CreatedAt != 0 {
+		p |= FieldCreatedAt
+	}
+	if g.GroupOwnerDetails != nil {
+		p |= FieldGroupOwnerDetails
+	}
+	return p
+}

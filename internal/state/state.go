@@ -1,0 +1,454 @@
+// Package state is cometsync's local memory, kept in one SQLite file: the
+// checkpoint, a hash of every group last delivered, the rows that failed,
+// the fingerprint of the query and mapping, and the last pass's figures.
+// Every change of a batch is written in one transaction, so a crash leaves
+// either all of it or none of it.
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delivered (
+	guid         TEXT PRIMARY KEY,
+	hash         TEXT NOT NULL,
+	present      INTEGER NOT NULL,
+	row_key      TEXT NOT NULL,
+	delivered_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS row_errors (
+	row_key    TEXT PRIMARY KEY,
+	key_json   TEXT NOT NULL,
+	guid       TEXT NOT NULL,
+	code       TEXT NOT NULL,
+	message    TEXT NOT NULL,
+	attempts   INTEGER NOT NULL,
+	first_seen INTEGER NOT NULL,
+	last_seen  INTEGER NOT NULL,
+	parked     INTEGER NOT NULL DEFAULT 0,
+	row_hash   TEXT NOT NULL
+);
+`
+
+// Meta keys.
+const (
+	keyCheckpoint  = "checkpoint"
+	keyFingerprint = "fingerprint"
+	keyLastPass    = "last_pass"
+	keyResync      = "resync_in_progress"
+)
+
+// LockedError says another cometsync process holds the state file.
+type LockedError struct{ Path string }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("state %s is in use by another cometsync process (an overlapping CronJob run or a second container?); "+
+		"let it finish, or give this one its own state.path", e.Path)
+}
+
+// Options tune Open.
+type Options struct {
+	// ReadOnly opens without taking the lock and without creating the file,
+	// for `status` and `errors` while a daemon runs.
+	ReadOnly bool
+	// ParkAfter is the number of attempts after which a failing row is
+	// parked: still listed, retried only when its content changes.
+	ParkAfter int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Store is an open state file.
+type Store struct {
+	db   *sql.DB
+	lock *os.File
+	opts Options
+	path string
+}
+
+// ErrNoState means a read-only open found no state file: nothing has run yet.
+var ErrNoState = errors.New("no state yet")
+
+// Open opens (creating it if needed) the state at path and takes an OS lock
+// on path+".lock" that the kernel releases if the process dies.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ParkAfter <= 0 {
+		opts.ParkAfter = 10
+	}
+	s := &Store{opts: opts, path: path}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)"
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNoState
+		}
+		dsn += "&mode=ro"
+	} else {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("state: create directory: %w", err)
+		}
+		lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("state: open lock file: %w", err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, &LockedError{Path: path}
+			}
+			return nil, fmt.Errorf("state: lock %s: %w", path, err)
+		}
+		s.lock = lock
+		dsn += "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		s.unlock()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and this keeps the
+	// batch transactions strictly ordered.
+	db.SetMaxOpenConns(1)
+	s.db = db
+	if !opts.ReadOnly {
+		if _, err := db.Exec(schema); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("state: prepare %s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) unlock() {
+	if s.lock != nil {
+		syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// Close closes the database and releases the lock.
+func (s *Store) Close() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	s.unlock()
+	return err
+}
+
+func (s *Store) meta(ctx context.Context, key string) (string, bool, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) || (err != nil && strings.Contains(err.Error(), "no such table")) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("state: read %s: %w", key, err)
+	}
+	return v, true, nil
+}
+
+func setMeta(ctx context.Context, ex execer, key, value string) error {
+	_, err := ex.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES(?, ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("state: write %s: %w", key, err)
+	}
+	return nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Checkpoint is the last acknowledged position, as the syncer wrote it;
+// nil before the first acknowledged batch.
+func (s *Store) Checkpoint(ctx context.Context) (json.RawMessage, error) {
+	v, ok, err := s.meta(ctx, keyCheckpoint)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return json.RawMessage(v), nil
+}
+
+// Fingerprint is the query+mapping fingerprint of the last full sync; ""
+// when none was recorded.
+func (s *Store) Fingerprint(ctx context.Context) (string, error) {
+	v, _, err := s.meta(ctx, keyFingerprint)
+	return v, err
+}
+
+// SetFingerprint records the fingerprint the state now follows.
+func (s *Store) SetFingerprint(ctx context.Context, fp string) error {
+	return setMeta(ctx, s.db, keyFingerprint, fp)
+}
+
+// ResyncInProgress reports whether a resync started and has not completed:
+// the next pass must go on resyncing rather than trust the hashes.
+func (s *Store) ResyncInProgress(ctx context.Context) (bool, error) {
+	v, _, err := s.meta(ctx, keyResync)
+	return v == "1", err
+}
+
+// StartResync forgets the checkpoint and marks a resync as running.
+func (s *Store) StartResync(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("state: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, keyCheckpoint); err != nil {
+		return fmt.Errorf("state: reset checkpoint: %w", err)
+	}
+	if err := setMeta(ctx, tx, keyResync, "1"); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// FinishResync marks the resync complete.
+func (s *Store) FinishResync(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, keyResync)
+	if err != nil {
+		return fmt.Errorf("state: finish resync: %w", err)
+	}
+	return nil
+}
+
+// LastPass returns what SetLastPass stored (nil when nothing was).
+func (s *Store) LastPass(ctx context.Context) (json.RawMessage, error) {
+	v, ok, err := s.meta(ctx, keyLastPass)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return json.RawMessage(v), nil
+}
+
+// SetLastPass stores the figures of the pass that just ended.
+func (s *Store) SetLastPass(ctx context.Context, summary json.RawMessage) error {
+	return setMeta(ctx, s.db, keyLastPass, string(summary))
+}
+
+// Delivered is what the state remembers of a group it delivered.
+type Delivered struct {
+	GUID    string
+	Hash    string // hash of the object last acknowledged by CometChat
+	Present uint32 // which optional fields that object had
+	RowKey  string // the source row's tiebreaker, as text
+}
+
+// Known returns what the state remembers of these guids. It is a hint: the
+// API's answer always wins.
+func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered, error) {
+	out := make(map[string]Delivered, len(guids))
+	for start := 0; start < len(guids); start += 500 {
+		chunk := guids[start:min(start+500, len(guids))]
+		q := `SELECT guid, hash, present, row_key FROM delivered WHERE guid IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		args := make([]any, len(chunk))
+		for i, g := range chunk {
+			args[i] = g
+		}
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+		}
+		for rows.Next() {
+			var d Delivered
+			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present, &d.RowKey); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+			}
+			out[d.GUID] = d
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Failure is one row that could not be delivered in a pass.
+type Failure struct {
+	RowKey  string          // the tiebreaker as text: the identity of the row
+	KeyJSON json.RawMessage // the tiebreaker as the source needs it to re-read the row
+	GUID    string          // "" when the row has no usable guid
+	Code    string          // CometChat's code, or ours for invalid rows (INVALID_ROW)
+	Message string
+	RowHash string // identifies the row's content, to tell a changed row from a retry
+}
+
+// Changes is everything one batch changed, applied in one transaction.
+type Changes struct {
+	Delivered  []Delivered
+	Failed     []Failure
+	Cleared    []string        // row keys whose errors are resolved
+	Checkpoint json.RawMessage // new checkpoint, nil to leave it
+}
+
+// Apply writes one batch's outcome atomically. A failure's attempts grow
+// by one while its content stays the same and restart at one when it
+// changed; at ParkAfter attempts it is parked.
+func (s *Store) Apply(ctx context.Context, c Changes) error {
+	if len(c.Delivered) == 0 && len(c.Failed) == 0 && len(c.Cleared) == 0 && c.Checkpoint == nil {
+		return nil
+	}
+	now := s.opts.Now().Unix()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("state: begin: %w", err)
+	}
+	defer tx.Rollback()
+	for _, d := range c.Delivered {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO delivered(guid, hash, present, row_key, delivered_at) VALUES(?,?,?,?,?)
+			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, row_key=excluded.row_key, delivered_at=excluded.delivered_at`,
+			d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
+			return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
+		}
+	}
+	for _, k := range c.Cleared {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM row_errors WHERE row_key = ?`, k); err != nil {
+			return fmt.Errorf("state: clear row error %s: %w", k, err)
+		}
+	}
+	for _, f := range c.Failed {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO row_errors(row_key, key_json, guid, code, message, attempts, first_seen, last_seen, parked, row_hash)
+			VALUES(?,?,?,?,?,1,?,?,?,?)
+			ON CONFLICT(row_key) DO UPDATE SET
+				key_json=excluded.key_json, guid=excluded.guid, code=excluded.code, message=excluded.message,
+				attempts = CASE WHEN row_errors.row_hash = excluded.row_hash THEN row_errors.attempts + 1 ELSE 1 END,
+				parked = CASE WHEN row_errors.row_hash = excluded.row_hash THEN row_errors.attempts + 1 >= ? ELSE 1 >= ? END,
+				last_seen=excluded.last_seen, row_hash=excluded.row_hash`,
+			f.RowKey, string(f.KeyJSON), f.GUID, f.Code, f.Message, now, now, boolInt(1 >= s.opts.ParkAfter), f.RowHash,
+			s.opts.ParkAfter, s.opts.ParkAfter); err != nil {
+			return fmt.Errorf("state: record row error %s: %w", f.RowKey, err)
+		}
+	}
+	if c.Checkpoint != nil {
+		if err := setMeta(ctx, tx, keyCheckpoint, string(c.Checkpoint)); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RetryKeys lists the keys of failed rows that are not parked: every pass
+// re-reads them, whatever the watermark.
+func (s *Store) RetryKeys(ctx context.Context) ([]json.RawMessage, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key_json FROM row_errors WHERE parked = 0 ORDER BY first_seen, row_key`)
+	if err != nil {
+		return nil, fmt.Errorf("state: list rows to retry: %w", err)
+	}
+	defer rows.Close()
+	var out []json.RawMessage
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("state: list rows to retry: %w", err)
+		}
+		out = append(out, json.RawMessage(k))
+	}
+	return out, rows.Err()
+}
+
+// ErrorKey is what a pass needs to know of a row in the error store.
+type ErrorKey struct {
+	Parked  bool
+	RowHash string // the content the row failed with
+}
+
+// ErrorKeys maps the key of every row in the error store to its state. A
+// parked row is retried only when its content hash changes.
+func (s *Store) ErrorKeys(ctx context.Context) (map[string]ErrorKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT row_key, parked, row_hash FROM row_errors`)
+	if err != nil {
+		return nil, fmt.Errorf("state: list row errors: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]ErrorKey{}
+	for rows.Next() {
+		var k string
+		var e ErrorKey
+		if err := rows.Scan(&k, &e.Parked, &e.RowHash); err != nil {
+			return nil, fmt.Errorf("state: list row errors: %w", err)
+		}
+		out[k] = e
+	}
+	return out, rows.Err()
+}
+
+// RowError is a failed row as `cometsync errors` shows it.
+type RowError struct {
+	RowKey    string    `json:"key"`
+	GUID      string    `json:"guid,omitempty"`
+	Code      string    `json:"code"`
+	Message   string    `json:"message"`
+	Attempts  int       `json:"attempts"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Parked    bool      `json:"parked"`
+}
+
+// RowErrors lists every failed row, parked ones included, oldest first.
+func (s *Store) RowErrors(ctx context.Context) ([]RowError, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT row_key, guid, code, message, attempts, first_seen, last_seen, parked
+		FROM row_errors ORDER BY first_seen, row_key`)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("state: list row errors: %w", err)
+	}
+	defer rows.Close()
+	out := []RowError{}
+	for rows.Next() {
+		var e RowError
+		var first, last int64
+		if err := rows.Scan(&e.RowKey, &e.GUID, &e.Code, &e.Message, &e.Attempts, &first, &last, &e.Parked); err != nil {
+			return nil, fmt.Errorf("state: list row errors: %w", err)
+		}
+		e.FirstSeen, e.LastSeen = time.Unix(first, 0).UTC(), time.Unix(last, 0).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// FailedRows counts the rows in the error store and how many are parked.
+func (s *Store) FailedRows(ctx context.Context) (total, parked int, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(parked), 0) FROM row_errors`).Scan(&total, &parked)
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("state: count row errors: %w", err)
+	}
+	return total, parked, nil
+}

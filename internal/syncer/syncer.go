@@ -1,0 +1,875 @@
+// Package syncer runs one pass: it reads the rows that changed since the
+// checkpoint (and the rows that failed before), maps them, skips what is
+// unchanged, upserts the rest in batches, and moves the checkpoint only over
+// batches that are fully accounted for.
+package syncer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/mapping"
+	"github.com/cometsync/cometsync/internal/source"
+	"github.com/cometsync/cometsync/internal/state"
+)
+
+// Source is the SQL side, as a pass needs it.
+type Source interface {
+	UpperBound(ctx context.Context) (source.Value, error)
+	ReadPage(ctx context.Context, after *source.Position, upper source.Value, limit int) ([]source.Row, error)
+	ReadKeys(ctx context.Context, keys []source.Value) ([]source.Row, error)
+}
+
+// Mapper turns a row's values into an import object or a *mapping.FieldError.
+type Mapper interface {
+	Map(values []any) (cometchat.Group, error)
+}
+
+// Sink is CometChat, as a pass needs it.
+type Sink interface {
+	Import(ctx context.Context, groups []cometchat.Group) (map[string]cometchat.RowResult, error)
+	Update(ctx context.Context, guid string, u cometchat.Update) error
+}
+
+// Store is the local state, as a pass needs it.
+type Store interface {
+	Checkpoint(ctx context.Context) (json.RawMessage, error)
+	Fingerprint(ctx context.Context) (string, error)
+	SetFingerprint(ctx context.Context, fp string) error
+	ResyncInProgress(ctx context.Context) (bool, error)
+	StartResync(ctx context.Context) error
+	FinishResync(ctx context.Context) error
+	Known(ctx context.Context, guids []string) (map[string]state.Delivered, error)
+	ErrorKeys(ctx context.Context) (map[string]state.ErrorKey, error)
+	RetryKeys(ctx context.Context) ([]json.RawMessage, error)
+	Apply(ctx context.Context, c state.Changes) error
+}
+
+var _ Store = (*state.Store)(nil)
+var _ Sink = (*cometchat.Client)(nil)
+
+// Config shapes a pass.
+type Config struct {
+	PageSize    int
+	BatchSize   int
+	Concurrency int
+	// Start is the first watermark (rows with a cursor at or after it), nil
+	// to read from the beginning.
+	Start *source.Value
+	// Fingerprint identifies the query and mapping; a change is reported.
+	Fingerprint string
+	// ShutdownTimeout bounds how long in-flight requests may finish once the
+	// pass is asked to stop.
+	ShutdownTimeout time.Duration
+}
+
+// Syncer runs passes. It is not safe to run two passes at once on one
+// Syncer (the daemon never does).
+type Syncer struct {
+	src    Source
+	mapper Mapper
+	sink   Sink
+	store  Store
+	cfg    Config
+	log    *zap.Logger
+	now    func() time.Time
+	// Progress, when set, is called from the pass every time the figures
+	// change, at most once per ProgressEvery.
+	Progress      func(Report)
+	ProgressEvery time.Duration
+}
+
+// New builds a Syncer from its parts.
+func New(src Source, mapper Mapper, sink Sink, store Store, cfg Config, log *zap.Logger, now func() time.Time) *Syncer {
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 1000
+	}
+	if cfg.BatchSize <= 0 || cfg.BatchSize > cometchat.MaxBatch {
+		cfg.BatchSize = cometchat.MaxBatch
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Syncer{src: src, mapper: mapper, sink: sink, store: store, cfg: cfg, log: log, now: now, ProgressEvery: 10 * time.Second}
+}
+
+// Options are the choices of one pass.
+type Options struct {
+	// Resync re-reads every row from the start and sends every object
+	// whatever the hashes say.
+	Resync bool
+	// DryRun, when set, receives the objects that would be sent as JSON
+	// lines; nothing is sent and the state is not changed.
+	DryRun io.Writer
+}
+
+// Report is what a pass did. A pass that failed partway returns the
+// report of what it did before the failure alongside the error.
+type Report struct {
+	Read      int `json:"read"`      // rows read (watermark and retries)
+	Retried   int `json:"retried"`   // rows re-read from the error store
+	Imported  int `json:"imported"`  // created in CometChat
+	Updated   int `json:"updated"`   // existed and were updated
+	Unchanged int `json:"unchanged"` // same object as last delivered: not sent
+	Invalid   int `json:"invalid"`   // broke CometChat's constraints: not sent
+	Rejected  int `json:"rejected"`  // refused by the API for this row
+	Parked    int `json:"parked"`    // parked rows that did not change: not sent
+	Cleared   int `json:"cleared"`   // row errors resolved (delivered, or the row is gone)
+	DryRun    int `json:"would_send,omitempty"`
+
+	Checkpoint         json.RawMessage `json:"checkpoint"`
+	Resync             bool            `json:"resync,omitempty"`
+	FingerprintChanged bool            `json:"fingerprint_changed,omitempty"`
+	StartedAt          time.Time       `json:"started_at"`
+	Duration           time.Duration   `json:"duration_ns"`
+	Requests           int             `json:"-"`
+}
+
+// Failed is the number of rows that ended the pass in the error store.
+func (r Report) Failed() int { return r.Invalid + r.Rejected }
+
+func (r *Report) add(o Report) {
+	r.Read += o.Read
+	r.Retried += o.Retried
+	r.Imported += o.Imported
+	r.Updated += o.Updated
+	r.Unchanged += o.Unchanged
+	r.Invalid += o.Invalid
+	r.Rejected += o.Rejected
+	r.Parked += o.Parked
+	r.Cleared += o.Cleared
+	r.DryRun += o.DryRun
+}
+
+// Stage names the part of a pass that failed.
+type Stage string
+
+// The stages a pass can fail in.
+const (
+	StageState  Stage = "state"
+	StageSource Stage = "source"
+	StageAPI    Stage = "cometchat"
+)
+
+// PassError is a pass that did not complete. Report says what it did before;
+// the checkpoint in the state is wherever the last fully accounted-for batch
+// put it.
+type PassError struct {
+	Stage Stage
+	Err   error
+}
+
+func (e *PassError) Error() string { return fmt.Sprintf("pass failed (%s): %v", e.Stage, e.Err) }
+
+// Unwrap returns the cause.
+func (e *PassError) Unwrap() error { return e.Err }
+
+// ErrInterrupted is returned when the pass was asked to stop; what was
+// acknowledged before is recorded.
+var ErrInterrupted = errors.New("pass interrupted")
+
+// item is one row on its way to CometChat.
+type item struct {
+	key     string
+	keyJSON json.RawMessage
+	group   cometchat.Group
+	hash    string
+	present uint32
+	known   *state.Delivered // what the state believes CometChat has; a hint
+}
+
+// batch is a contiguous span of rows in read order: the items to send and
+// what was already decided for the others. Its end is the position of its
+// last row; nil for rows re-read from the error store.
+type batch struct {
+	seq     int
+	items   []item
+	guids   map[string]bool
+	done    Report
+	changes state.Changes
+	end     *source.Position
+	rows    int
+}
+
+func (b *batch) empty() bool { return b.rows == 0 }
+
+// result is a batch after delivery.
+type result struct {
+	b   *batch
+	err error
+}
+
+// Run executes one pass. Cancelling ctx asks the pass to stop: no new batch
+// is taken, in-flight requests get up to ShutdownTimeout to finish, and what
+// was acknowledged is recorded. The returned error is a *PassError, or
+// ErrInterrupted.
+func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) {
+	rep.StartedAt = s.now()
+	defer func() { rep.Duration = s.now().Sub(rep.StartedAt) }()
+	fail := func(stage Stage, err error) (Report, error) {
+		if ctx.Err() != nil {
+			return rep, ErrInterrupted
+		}
+		return rep, &PassError{Stage: stage, Err: err}
+	}
+	dry := opts.DryRun != nil
+
+	// Where to start: the checkpoint, unless resyncing.
+	resuming, err := s.store.ResyncInProgress(ctx)
+	if err != nil {
+		return fail(StageState, err)
+	}
+	rep.Resync = opts.Resync || resuming
+	if err := s.checkFingerprint(ctx, &rep, dry); err != nil {
+		return fail(StageState, err)
+	}
+	if opts.Resync && !dry {
+		if err := s.store.StartResync(ctx); err != nil {
+			return fail(StageState, err)
+		}
+	}
+	var after *source.Position
+	if !opts.Resync {
+		cp, err := s.store.Checkpoint(ctx)
+		if err != nil {
+			return fail(StageState, err)
+		}
+		rep.Checkpoint = cp
+		if cp != nil {
+			after = new(source.Position)
+			if err := json.Unmarshal(cp, after); err != nil {
+				return fail(StageState, fmt.Errorf("checkpoint %s is unreadable: %w (run `cometsync once --resync` to start over)", cp, err))
+			}
+		}
+	}
+	if after == nil && s.cfg.Start != nil {
+		after = &source.Position{Cursor: *s.cfg.Start}
+	}
+	upper, err := s.src.UpperBound(ctx)
+	if err != nil {
+		return fail(StageSource, err)
+	}
+	errKeys, err := s.store.ErrorKeys(ctx)
+	if err != nil {
+		return fail(StageState, err)
+	}
+
+	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync}
+	runErr := p.run(ctx, after, upper)
+	if runErr != nil {
+		var pe *PassError
+		if errors.As(runErr, &pe) && ctx.Err() == nil {
+			return rep, pe
+		}
+		if ctx.Err() != nil {
+			return rep, ErrInterrupted
+		}
+		return fail(StageState, runErr)
+	}
+	if rep.Resync && !dry {
+		if err := s.store.FinishResync(ctx); err != nil {
+			return fail(StageState, err)
+		}
+		if err := s.store.SetFingerprint(ctx, s.cfg.Fingerprint); err != nil {
+			return fail(StageState, err)
+		}
+		rep.FingerprintChanged = false
+	}
+	return rep, nil
+}
+
+// checkFingerprint records the fingerprint on the first pass and reports
+// a change afterwards (until a resync brings every group up to date).
+func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) error {
+	if s.cfg.Fingerprint == "" {
+		return nil
+	}
+	old, err := s.store.Fingerprint(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case old == "" && !dry:
+		return s.store.SetFingerprint(ctx, s.cfg.Fingerprint)
+	case old != "" && old != s.cfg.Fingerprint:
+		rep.FingerprintChanged = true
+		s.log.Warn("the query or the mapping changed since the last full sync: groups not changed since then still follow the old mapping; run `cometsync once --resync` to re-send every group")
+	}
+	return nil
+}
+
+// pass is the state of one Run.
+type pass struct {
+	s       *Syncer
+	opts    Options
+	rep     *Report
+	errKeys map[string]state.ErrorKey
+	resync  bool
+	seq     int
+}
+
+func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
+	s := p.s
+	// readCtx stops the reader and the workers from taking new batches;
+	// sendCtx, which outlives a cancelled ctx by ShutdownTimeout, lets the
+	// requests already in flight finish.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	sendCtx, abortSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortSends()
+	go func() {
+		select {
+		case <-readCtx.Done():
+		case <-sendCtx.Done():
+			return
+		}
+		t := time.NewTimer(s.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			abortSends()
+		case <-sendCtx.Done():
+		}
+	}()
+
+	work := make(chan *batch, s.cfg.Concurrency)
+	results := make(chan result, s.cfg.Concurrency*2)
+
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(work)
+		readErr = p.read(readCtx, after, upper, work, results)
+	}()
+	var workers sync.WaitGroup
+	for range s.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for b := range work {
+				if readCtx.Err() != nil {
+					continue // stopping: take no new batch
+				}
+				var err error
+				if p.opts.DryRun == nil {
+					err = p.deliver(sendCtx, b)
+				}
+				results <- result{b: b, err: err}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		workers.Wait()
+		close(results)
+	}()
+
+	// The collector: records each batch's outcome and moves the checkpoint
+	// over the contiguous prefix of finished batches.
+	finished := map[int]*batch{}
+	next := 0
+	var firstErr error
+	lastProgress := s.now()
+	for r := range results {
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = r.err
+				stopReading()
+			}
+			continue
+		}
+		finished[r.b.seq] = r.b
+		var cp *source.Position
+		for {
+			b, ok := finished[next]
+			if !ok {
+				break
+			}
+			delete(finished, next)
+			next++
+			if b.end != nil {
+				cp = b.end
+			}
+		}
+		ch := r.b.changes
+		if cp != nil {
+			raw, err := json.Marshal(cp)
+			if err != nil {
+				return fmt.Errorf("encode checkpoint: %w", err)
+			}
+			ch.Checkpoint = raw
+		}
+		if p.opts.DryRun == nil {
+			if err := s.store.Apply(sendCtx, ch); err != nil {
+				if firstErr == nil {
+					firstErr = &PassError{Stage: StageState, Err: err}
+					stopReading()
+				}
+				continue
+			}
+		}
+		p.rep.add(r.b.done)
+		if ch.Checkpoint != nil {
+			p.rep.Checkpoint = ch.Checkpoint
+		}
+		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
+			lastProgress = s.now()
+			s.Progress(*p.rep)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return ctx.Err()
+}
+
+// read produces batches in read order: first the rows in the error store,
+// re-read by key whatever the watermark, then the keyset pages.
+func (p *pass) read(ctx context.Context, after *source.Position, upper source.Value, work chan<- *batch, results chan<- result) error {
+	s := p.s
+	emit := func(b *batch) error {
+		if b.empty() {
+			return nil
+		}
+		b.seq = p.seq
+		p.seq++
+		// A batch with nothing to send is finished already; it still goes
+		// through the collector so the checkpoint moves in order.
+		if len(b.items) == 0 || p.opts.DryRun != nil {
+			if p.opts.DryRun != nil {
+				if err := p.printDry(b); err != nil {
+					return err
+				}
+			}
+			select {
+			case results <- result{b: b}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		select {
+		case work <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	if err := p.readRetries(ctx, emit); err != nil {
+		return err
+	}
+
+	cur := newBatch()
+	for {
+		rows, err := s.src.ReadPage(ctx, after, upper, s.cfg.PageSize)
+		if err != nil {
+			return &PassError{Stage: StageSource, Err: err}
+		}
+		if len(rows) == 0 {
+			break
+		}
+		mapped, known, err := p.mapRows(ctx, rows)
+		if err != nil {
+			return err
+		}
+		for i := range rows {
+			pos := &source.Position{Cursor: rows[i].Cursor, Key: rows[i].Key}
+			m := &mapped[i]
+			if m.ok && cur.guids[m.group.GUID] {
+				// The same guid twice in one request would be one entry in
+				// its body: send what came before first.
+				if err := emit(cur); err != nil {
+					return err
+				}
+				cur = newBatch()
+			}
+			p.classify(cur, m, known)
+			cur.end = pos
+			if len(cur.items) >= s.cfg.BatchSize {
+				if err := emit(cur); err != nil {
+					return err
+				}
+				cur = newBatch()
+			}
+		}
+		// A span with nothing to send finishes at once and moves the
+		// checkpoint, so a long run of unchanged rows is never re-read.
+		if len(cur.items) == 0 {
+			if err := emit(cur); err != nil {
+				return err
+			}
+			cur = newBatch()
+		}
+		last := rows[len(rows)-1]
+		after = &source.Position{Cursor: last.Cursor, Key: last.Key}
+		if len(rows) < s.cfg.PageSize {
+			break
+		}
+	}
+	return emit(cur)
+}
+
+func newBatch() *batch { return &batch{guids: map[string]bool{}} }
+
+// readRetries re-reads the rows of the error store that are not parked.
+func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
+	s := p.s
+	raw, err := s.store.RetryKeys(ctx)
+	if err != nil {
+		return &PassError{Stage: StageState, Err: err}
+	}
+	if len(raw) == 0 {
+		return nil
+	}
+	keys := make([]source.Value, 0, len(raw))
+	wanted := map[string]bool{}
+	for _, r := range raw {
+		var v source.Value
+		if err := json.Unmarshal(r, &v); err != nil {
+			return &PassError{Stage: StageState, Err: fmt.Errorf("row error key %s is unreadable: %w", r, err)}
+		}
+		keys = append(keys, v)
+		wanted[v.String()] = true
+	}
+	for start := 0; start < len(keys); start += s.cfg.PageSize {
+		chunk := keys[start:min(start+s.cfg.PageSize, len(keys))]
+		rows, err := s.src.ReadKeys(ctx, chunk)
+		if err != nil {
+			return &PassError{Stage: StageSource, Err: err}
+		}
+		mapped, known, err := p.mapRows(ctx, rows)
+		if err != nil {
+			return err
+		}
+		cur := newBatch()
+		for i := range rows {
+			delete(wanted, rows[i].Key.String())
+			m := &mapped[i]
+			if m.ok && cur.guids[m.group.GUID] {
+				if err := emit(cur); err != nil {
+					return err
+				}
+				cur = newBatch()
+			}
+			cur.done.Retried++
+			p.classify(cur, m, known)
+			if len(cur.items) >= s.cfg.BatchSize {
+				if err := emit(cur); err != nil {
+					return err
+				}
+				cur = newBatch()
+			}
+		}
+		if err := emit(cur); err != nil {
+			return err
+		}
+	}
+	// Rows that are no longer in the source cannot fail any more.
+	if len(wanted) > 0 {
+		gone := newBatch()
+		for k := range wanted {
+			gone.changes.Cleared = append(gone.changes.Cleared, k)
+			gone.done.Cleared++
+			gone.rows++
+		}
+		return emit(gone)
+	}
+	return nil
+}
+
+// mappedRow is one row after mapping.
+type mappedRow struct {
+	ok      bool
+	key     string
+	keyJSON json.RawMessage
+	group   cometchat.Group
+	err     error
+	values  []any
+}
+
+// mapRows maps a page and looks up, in one query, what the state knows of
+// its guids.
+func (p *pass) mapRows(ctx context.Context, rows []source.Row) ([]mappedRow, map[string]state.Delivered, error) {
+	out := make([]mappedRow, len(rows))
+	guids := make([]string, 0, len(rows))
+	for i, r := range rows {
+		kj, err := json.Marshal(r.Key)
+		if err != nil {
+			return nil, nil, &PassError{Stage: StageSource, Err: fmt.Errorf("encode key %s: %w", r.Key, err)}
+		}
+		g, err := p.s.mapper.Map(r.Values)
+		out[i] = mappedRow{ok: err == nil, key: r.Key.String(), keyJSON: kj, group: g, err: err, values: r.Values}
+		if err == nil {
+			guids = append(guids, g.GUID)
+		}
+	}
+	known, err := p.s.store.Known(ctx, guids)
+	if err != nil {
+		return nil, nil, &PassError{Stage: StageState, Err: err}
+	}
+	return out, known, nil
+}
+
+// classify decides what happens to one row: invalid, parked, unchanged,
+// or sent.
+func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered) {
+	b.rows++
+	b.done.Read++
+	ek, hadErr := p.errKeys[m.key]
+	if !m.ok {
+		rowHash := hashValues(m.values)
+		if hadErr && ek.Parked && ek.RowHash == rowHash {
+			b.done.Parked++
+			return
+		}
+		guid := m.group.GUID // set when the guid itself was valid
+		b.done.Invalid++
+		b.changes.Failed = append(b.changes.Failed, state.Failure{
+			RowKey: m.key, KeyJSON: m.keyJSON, GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
+		})
+		if p.opts.DryRun != nil {
+			p.s.log.Warn("invalid row", zap.String("key", m.key), zap.String("guid", guid), zap.String("error", m.err.Error()))
+		}
+		return
+	}
+	h := mapping.Hash(m.group)
+	if hadErr && ek.Parked && ek.RowHash == h {
+		b.done.Parked++
+		return
+	}
+	var kn *state.Delivered
+	if d, ok := known[m.group.GUID]; ok {
+		kn = &d
+		if !p.resync && d.Hash == h {
+			b.done.Unchanged++
+			if hadErr {
+				b.changes.Cleared = append(b.changes.Cleared, m.key)
+				b.done.Cleared++
+			}
+			return
+		}
+	}
+	b.guids[m.group.GUID] = true
+	b.items = append(b.items, item{key: m.key, keyJSON: m.keyJSON, group: m.group, hash: h, present: mapping.Present(m.group), known: kn})
+}
+
+// CodeInvalidRow is the error code of rows that break CometChat's
+// documented constraints and were never sent.
+const CodeInvalidRow = "INVALID_ROW"
+
+func (p *pass) printDry(b *batch) error {
+	enc := json.NewEncoder(p.opts.DryRun)
+	for _, it := range b.items {
+		if err := enc.Encode(it.group); err != nil {
+			return fmt.Errorf("dry run: %w", err)
+		}
+		b.done.DryRun++
+	}
+	return nil
+}
+
+// deliver upserts one batch: import what the state does not know (or
+// everything on a resync), update what already exists, import what an
+// update did not find. Per-row outcomes land in b.changes; an error means
+// the batch as a whole could not be delivered.
+func (p *pass) deliver(ctx context.Context, b *batch) error {
+	var toImport, toUpdate []*item
+	for i := range b.items {
+		it := &b.items[i]
+		if it.known != nil && !p.resync {
+			toUpdate = append(toUpdate, it)
+		} else {
+			toImport = append(toImport, it)
+		}
+	}
+	exists, err := p.importItems(ctx, b, toImport)
+	if err != nil {
+		return err
+	}
+	toUpdate = append(toUpdate, exists...)
+	missing, err := p.updateItems(ctx, b, toUpdate)
+	if err != nil {
+		return err
+	}
+	// Updated guids CometChat did not have: import them, once. A second
+	// "already exists" means something else is changing the group.
+	again, err := p.importItems(ctx, b, missing)
+	if err != nil {
+		return err
+	}
+	for _, it := range again {
+		p.reject(b, it, cometchat.CodeGUIDAlreadyExists, "the group was reported missing on update and existing on import; is something else changing it? retried next pass")
+	}
+	return nil
+}
+
+// importItems imports items and returns those CometChat already has. A
+// request refused as a whole for a reason that is not transient is split
+// in halves until the row at fault is alone, so one bad row never holds back
+// the others.
+func (p *pass) importItems(ctx context.Context, b *batch, items []*item) (exists []*item, err error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	groups := make([]cometchat.Group, len(items))
+	for i, it := range items {
+		groups[i] = it.group
+	}
+	res, err := p.s.sink.Import(ctx, groups)
+	if err != nil {
+		var ae *cometchat.APIError
+		if !errors.As(err, &ae) || ae.Retryable() || ae.Auth() {
+			return nil, &PassError{Stage: StageAPI, Err: err}
+		}
+		if len(items) == 1 {
+			p.reject(b, items[0], ae.Code, ae.Error())
+			return nil, nil
+		}
+		half := len(items) / 2
+		e1, err := p.importItems(ctx, b, items[:half])
+		if err != nil {
+			return nil, err
+		}
+		e2, err := p.importItems(ctx, b, items[half:])
+		return append(e1, e2...), err
+	}
+	for _, it := range items {
+		r := res[it.group.GUID]
+		switch {
+		case r.OK:
+			p.delivered(b, it)
+			b.done.Imported++
+		case r.Code == cometchat.CodeGUIDAlreadyExists:
+			exists = append(exists, it)
+		default:
+			p.reject(b, it, r.Code, r.Message)
+		}
+	}
+	return exists, nil
+}
+
+// updateItems updates items in CometChat, a few at a time, and returns
+// those CometChat does not have.
+func (p *pass) updateItems(ctx context.Context, b *batch, items []*item) (missing []*item, err error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	outcome := make([]error, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, it := range items {
+		g.Go(func() error {
+			err := p.s.sink.Update(gctx, it.group.GUID, updateFor(it))
+			var ae *cometchat.APIError
+			if err != nil && (!errors.As(err, &ae) || ae.Retryable() || ae.Auth()) {
+				return err // the batch cannot be accounted for
+			}
+			outcome[i] = err
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, &PassError{Stage: StageAPI, Err: err}
+	}
+	for i, it := range items {
+		var ae *cometchat.APIError
+		switch {
+		case outcome[i] == nil:
+			p.delivered(b, it)
+			b.done.Updated++
+		case errors.As(outcome[i], &ae) && ae.Code == cometchat.CodeGUIDNotFound:
+			missing = append(missing, it)
+		default:
+			errors.As(outcome[i], &ae)
+			p.reject(b, it, ae.Code, ae.Error())
+		}
+	}
+	return missing, nil
+}
+
+// updateFor builds the PUT body that makes the group equal to the row:
+// optional fields that are NULL now are cleared where the API allows it.
+func updateFor(it *item) cometchat.Update {
+	g := it.group
+	u := cometchat.Update{Name: g.Name, Type: g.Type, Password: g.Password, Icon: g.Icon, Owner: g.Owner, Metadata: g.Metadata}
+	// Without a record of what was delivered, clear every absent field: the
+	// row is the truth.
+	had := func(bit uint32) bool { return it.known == nil || it.known.Present&bit != 0 }
+	if len(g.Tags) > 0 {
+		tags := g.Tags
+		u.Tags = &tags
+	} else if had(mapping.FieldTags) {
+		u.Tags = &[]string{}
+	}
+	if g.Icon == "" && had(mapping.FieldIcon) {
+		u.Unset = append(u.Unset, "icon")
+	}
+	if len(g.Metadata) == 0 && had(mapping.FieldMetadata) {
+		u.Unset = append(u.Unset, "metadata")
+	}
+	return u
+}
+
+func (p *pass) delivered(b *batch, it *item) {
+	b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: it.group.GUID, Hash: it.hash, Present: it.present, RowKey: it.key})
+	if _, had := p.errKeys[it.key]; had {
+		b.changes.Cleared = append(b.changes.Cleared, it.key)
+		b.done.Cleared++
+	}
+}
+
+func (p *pass) reject(b *batch, it *item, code, msg string) {
+	if code == "" {
+		code = "ERR_UNKNOWN"
+	}
+	b.done.Rejected++
+	b.changes.Failed = append(b.changes.Failed, state.Failure{
+		RowKey: it.key, KeyJSON: it.keyJSON, GUID: it.group.GUID, Code: code, Message: msg, RowHash: it.hash,
+	})
+}
+
+// hashValues identifies the content of a row that could not be mapped, so
+// that a parked invalid row is retried only when it changes.
+func hashValues(values []any) string {
+	h := sha256.New()
+	for _, v := range values {
+		switch x := v.(type) {
+		case nil:
+			h.Write([]byte{0})
+		case []byte:
+			fmt.Fprintf(h, "b%d:", len(x))
+			h.Write(x)
+		case string:
+			fmt.Fprintf(h, "s%d:%s", len(x), x)
+		case time.Time:
+			fmt.Fprintf(h, "t%s", x.Format(time.RFC3339Nano))
+		default:
+			fmt.Fprintf(h, "v%T:%v", x, x)
+		}
+		h.Write([]byte{1})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
