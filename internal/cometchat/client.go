@@ -414,9 +414,12 @@ type pacer struct {
 	paused time.Time // no request before this
 }
 
+// newPacer allows perMinute requests a minute, evenly spread, with a burst
+// of at most one second's share: CometChat counts per minute, so a short
+// burst within that share is safe, while 60 a minute stays one a second.
 func newPacer(perMinute float64) *pacer {
 	base := rate.Limit(perMinute / 60)
-	return &pacer{limiter: rate.NewLimiter(base, 1), base: base}
+	return &pacer{limiter: rate.NewLimiter(base, max(1, int(perMinute/60))), base: base}
 }
 
 func (p *pacer) wait(ctx context.Context) error {
