@@ -15,6 +15,7 @@ import (
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/mapping"
+	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
 	"github.com/cometsync/cometsync/internal/syncer"
@@ -71,7 +72,9 @@ type engine struct {
 	client *cometchat.Client
 	store  *state.Store
 	syncer *syncer.Syncer
-	tmpDir string // a throwaway state for a dry run before the first pass
+	// metrics, when set, is told about every request and pass.
+	metrics *metrics.Metrics
+	tmpDir  string // a throwaway state for a dry run before the first pass
 }
 
 func (e *engine) Close() {
@@ -92,8 +95,8 @@ func (e *engine) Close() {
 //
 // A dry run opens the state read-only (no lock, no writes), or a throwaway
 // one when there is no state yet.
-func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool) (_ *engine, err error) {
-	e := &engine{cfg: cfg, log: log}
+func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool, m *metrics.Metrics) (_ *engine, err error) {
+	e := &engine{cfg: cfg, log: log, metrics: m}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -138,9 +141,15 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		start = &v
 	}
 	cc := cfg.CometChat
+	var observe func(string, int, string, time.Duration)
+	if m != nil {
+		observe = m.ObserveRequest
+	}
 	e.client = cometchat.New(cometchat.Config{
+		Observe: observe,
 		BaseURL: cfg.APIBaseURL(), APIKey: cc.APIKey, Timeout: cc.Timeout.Duration(),
 		MaxAttempts: cc.Retry.MaxAttempts, InitialBackoff: cc.Retry.InitialBackoff.Duration(), MaxBackoff: cc.Retry.MaxBackoff.Duration(),
+		MaxElapsed:      cc.Retry.MaxElapsed.Duration(),
 		ImportPerMinute: float64(cc.RateLimits.ImportPerMinute), OtherPerMinute: float64(cc.RateLimits.OtherPerMinute),
 		Concurrency: cc.Concurrency,
 	}, log.Named("cometchat"))
@@ -148,6 +157,8 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
 		Fingerprint:     e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
 		ShutdownTimeout: cfg.ShutdownTimeout.Duration(),
+		Lag:             sc.Cursor.Lag.Duration(),
+		IntegerUnit:     sc.Cursor.IntegerUnit,
 	}, log.Named("syncer"), time.Now)
 	return e, nil
 }
@@ -160,4 +171,22 @@ func classifySourceErr(err error) error {
 		return usageErr(err)
 	}
 	return failedErr(fmt.Errorf("source: %w", err))
+}
+
+// observePass tells the metrics what a pass did.
+func (e *engine) observePass(rep syncer.Report, runErr error) {
+	if e.metrics == nil {
+		return
+	}
+	m := e.metrics
+	m.Rows(metrics.OutcomeImported, rep.Imported)
+	m.Rows(metrics.OutcomeUpdated, rep.Updated)
+	m.Rows(metrics.OutcomeUnchanged, rep.Unchanged)
+	m.Rows(metrics.OutcomeFailed, rep.Rejected)
+	m.Rows(metrics.OutcomeInvalid, rep.Invalid)
+	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: time.Now(), CursorLag: rep.CursorLag}
+	if total, parked, err := e.store.FailedRows(context.Background()); err == nil {
+		p.FailedRows, p.ParkedRows = total, parked
+	}
+	m.ObservePass(p)
 }

@@ -136,7 +136,7 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 }
 
 func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.Writer) error {
-	eng, err := openEngine(ctx, cfg, log, false)
+	eng, err := openEngine(ctx, cfg, log, false, nil)
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,6 @@ Start with 'cometsync demo' (no database or account needed), then write a config
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newOnceCmd(), newStatusCmd(), newErrorsCmd(), newDemoCmd())
+	root.AddCommand(newOnceCmd(), newRunCmd(), newCheckCmd(), newStatusCmd(), newErrorsCmd(), newDemoCmd())
 	return root
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/config"
+	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
@@ -80,7 +81,11 @@ func signalContext(parent context.Context, log *zap.Logger) (context.Context, fu
 
 // runOnce runs one pass and reports it.
 func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, dryRun bool, stdout, stderr io.Writer) error {
-	eng, err := openEngine(ctx, cfg, log, dryRun)
+	var m *metrics.Metrics
+	if cfg.Metrics.Pushgateway != "" && !dryRun {
+		m = metrics.New(version, false)
+	}
+	eng, err := openEngine(ctx, cfg, log, dryRun, m)
 	if err != nil {
 		return err
 	}
@@ -91,8 +96,19 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, d
 			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Parked)
 		return passFailure(cfg, runErr)
 	}
+	prog := newProgress(log, stderr, isTerminal(stderr))
+	eng.syncer.Progress, eng.syncer.ProgressEvery = prog.report, prog.every
 	rep, runErr := eng.syncer.Run(ctx, syncer.Options{Resync: resync})
+	prog.done()
 	recordPass(eng, rep, runErr)
+	eng.observePass(rep, runErr)
+	if m != nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := m.Push(pctx, cfg.Metrics.Pushgateway, "cometsync"); err != nil {
+			log.Warn("could not push metrics; the pass itself is unaffected", zap.Error(err))
+		}
+		cancel()
+	}
 	printReport(stdout, rep, runErr == nil)
 	if rep.FingerprintChanged {
 		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --resync' to re-send every group.")

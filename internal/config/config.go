@@ -79,11 +79,13 @@ type CometChat struct {
 }
 
 // Retry is how a failed request is retried: exponential backoff from
-// InitialBackoff up to MaxBackoff, MaxAttempts tries in all.
+// InitialBackoff up to MaxBackoff, MaxAttempts tries in all, all of it
+// (429 waits included) within MaxElapsed.
 type Retry struct {
 	MaxAttempts    int      `yaml:"max_attempts"`
 	InitialBackoff Duration `yaml:"initial_backoff"`
 	MaxBackoff     Duration `yaml:"max_backoff"`
+	MaxElapsed     Duration `yaml:"max_elapsed"`
 }
 
 // RateLimits are the requests a minute the client paces itself to.
@@ -145,6 +147,7 @@ func Default() *Config {
 				MaxAttempts:    5,
 				InitialBackoff: Duration(500 * time.Millisecond),
 				MaxBackoff:     Duration(30 * time.Second),
+				MaxElapsed:     Duration(2 * time.Minute),
 			},
 			RateLimits: RateLimits{ImportPerMinute: 60, OtherPerMinute: 10000},
 		},

@@ -141,7 +141,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested key", edit("    tiebreaker: id\n", "    tiebreaker: id\n    lagg: 5s\n"),
 			"config: line 8: source.cursor.lagg: unknown key (known under source.cursor: column, tiebreaker, lag, start, integer_unit)", nil},
 		{"unknown deeply nested key", edit("", "  retry:\n    max_attempt: 3\n"),
-			"config: line 12: cometchat.retry.max_attempt: unknown key (known under cometchat.retry: max_attempts, initial_backoff, max_backoff)", nil},
+			"config: line 12: cometchat.retry.max_attempt: unknown key (known under cometchat.retry: max_attempts, initial_backoff, max_backoff, max_elapsed)", nil},
 		{"bad duration", edit("", "  timeout: 30 seconds\n"),
 			`config: line 11: cometchat.timeout: "30 seconds" is not a duration (use Go syntax such as 500ms, 30s, 5m or 1h30m)`, nil},
 		{"duration without unit", edit("    tiebreaker: id\n", "    tiebreaker: id\n    lag: 5\n"),

@@ -243,6 +243,7 @@ func (c *Config) validateCometChat() error {
 		atLeast("cometchat.retry.max_attempts", cc.Retry.MaxAttempts, 1, " (1: no retries)"),
 		positive("cometchat.retry.initial_backoff", cc.Retry.InitialBackoff),
 		positive("cometchat.retry.max_backoff", cc.Retry.MaxBackoff),
+		positive("cometchat.retry.max_elapsed", cc.Retry.MaxElapsed),
 	}
 	for _, err := range checks {
 		if err != nil {

@@ -75,6 +75,9 @@ type Config struct {
 	// IntegerUnit is the unit of an integer cursor, "seconds" (the default)
 	// or "milliseconds"; it converts Lag.
 	IntegerUnit string
+	// ConnectTimeout bounds how long Open retries a database it cannot
+	// reach; 0 means 15 s, negative means a single try.
+	ConnectTimeout time.Duration
 }
 
 // Position is the keyset checkpoint: the last (cursor, tiebreaker) delivered.
@@ -149,7 +152,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open source database: %w", err)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := s.connect(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("connect to the source database (%s): %w", cfg.Driver, err)
 	}
@@ -176,6 +179,32 @@ func (c Config) validate() error {
 		return fmt.Errorf("source.cursor.integer_unit: %q is not a unit (want %q or %q)", c.IntegerUnit, UnitSeconds, UnitMilliseconds)
 	}
 	return nil
+}
+
+// connect pings the database, retrying for up to ConnectTimeout while it
+// cannot be reached (a database restarting, a sidecar proxy starting with
+// the pod). An answer from the server, such as access denied, is final.
+func (s *Source) connect(ctx context.Context, db *sqlx.DB) error {
+	limit := s.cfg.ConnectTimeout
+	if limit == 0 {
+		limit = 15 * time.Second
+	}
+	deadline := time.Now().Add(limit)
+	wait := 250 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		var answered *mysql.MySQLError
+		if err == nil || errors.As(err, &answered) || ctx.Err() != nil || limit < 0 || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		s.log.Info("source database not reachable yet; retrying", zap.Error(err), zap.Duration("wait", wait))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // Close closes the database.

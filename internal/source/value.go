@@ -269,3 +269,39 @@ func ParseStart(s string, intCursor bool) (Value, error) {
 	}
 	return Value{}, fmt.Errorf(`cursor start %q: want RFC 3339 ("2024-05-01T10:00:00Z") or "2024-05-01 10:00:00"`, s)
 }
+
+// Behind is how far the cursor value from lies before to, both as read
+// from the database (the checkpoint and the clock): a duration for date-time
+// cursors, and for integer cursors the difference in unit ("seconds" or
+// "milliseconds"). ok is false when the two cannot be compared.
+func Behind(from, to Value, unit string) (d time.Duration, ok bool) {
+	if from.Kind == KindInt && to.Kind == KindInt {
+		diff := to.Int - from.Int
+		if unit == UnitMilliseconds {
+			return time.Duration(diff) * time.Millisecond, true
+		}
+		return time.Duration(diff) * time.Second, true
+	}
+	f, ok1 := from.asTime()
+	t, ok2 := to.asTime()
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	return t.Sub(f), true
+}
+
+// asTime reads a date-time cursor value; text without a zone is read as
+// UTC, which is right for a difference of two values in the same zone.
+func (v Value) asTime() (time.Time, bool) {
+	switch v.Kind {
+	case KindTime:
+		return v.Time, true
+	case KindText:
+		for _, layout := range append([]string{time.RFC3339Nano}, startLayouts...) {
+			if t, err := time.Parse(layout, v.Text); err == nil {
+				return t, true
+			}
+		}
+	}
+	return time.Time{}, false
+}

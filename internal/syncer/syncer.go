@@ -72,6 +72,16 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may finish once the
 	// pass is asked to stop.
 	ShutdownTimeout time.Duration
+	// Lag and IntegerUnit are the cursor's (source.cursor.lag and
+	// integer_unit), to tell how far behind the database clock the sync is.
+	Lag         time.Duration
+	IntegerUnit string
+}
+
+// counter is what a Source offers to count the rows a pass has to go, for
+// progress reports.
+type counter interface {
+	Count(ctx context.Context, after *source.Position, upper source.Value) (int64, error)
 }
 
 // Syncer runs passes. It is not safe to run two passes at once on one
@@ -133,6 +143,14 @@ type Report struct {
 	Parked    int `json:"parked"`    // parked rows that did not change: not sent
 	Cleared   int `json:"cleared"`   // row errors resolved (delivered, or the row is gone)
 	DryRun    int `json:"would_send,omitempty"`
+
+	// ToGo is the number of rows the pass expected to read when it started
+	// (counted only when progress is reported); -1 when not counted.
+	ToGo int64 `json:"-"`
+	// CursorLag is how far the synced data lies behind the database clock:
+	// the configured lag after a complete pass, the clock minus the
+	// checkpoint's cursor otherwise; -1 when unknown.
+	CursorLag time.Duration `json:"cursor_lag_ns"`
 
 	Checkpoint         json.RawMessage `json:"checkpoint"`
 	Resync             bool            `json:"resync,omitempty"`
@@ -271,8 +289,18 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		return fail(StageState, err)
 	}
 
+	rep.ToGo = -1
+	if c, ok := s.src.(counter); ok && s.Progress != nil {
+		if n, err := c.Count(ctx, after, upper); err == nil {
+			rep.ToGo = n
+		} else {
+			s.log.Warn("could not count the rows to go; progress will show no ETA", zap.Error(err))
+		}
+	}
+
 	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync}
 	runErr := p.run(ctx, after, upper)
+	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper)
 	if runErr != nil {
 		var pe *PassError
 		if errors.As(runErr, &pe) && ctx.Err() == nil {
@@ -293,6 +321,26 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		rep.FingerprintChanged = false
 	}
 	return rep, nil
+}
+
+// cursorLag is how far behind the database clock the synced data is. A
+// complete pass has read everything up to the upper bound (clock - lag).
+func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value) time.Duration {
+	if complete {
+		return s.cfg.Lag
+	}
+	if rep.Checkpoint == nil {
+		return -1
+	}
+	var cp source.Position
+	if json.Unmarshal(rep.Checkpoint, &cp) != nil {
+		return -1
+	}
+	d, ok := source.Behind(cp.Cursor, upper, s.cfg.IntegerUnit)
+	if !ok {
+		return -1
+	}
+	return max(d, 0) + s.cfg.Lag
 }
 
 // checkFingerprint records the fingerprint on the first pass and reports

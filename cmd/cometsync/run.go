@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/cometsync/cometsync/internal/daemon"
+	"github.com/cometsync/cometsync/internal/metrics"
+	"github.com/cometsync/cometsync/internal/server"
+	"github.com/cometsync/cometsync/internal/syncer"
+)
+
+func newRunCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run as a daemon: a pass at start, then on `schedule`, with /healthz, /readyz and /metrics",
+		Long: `Run as a long-running process: one pass at start, then one on every tick of
+'schedule' (five cron fields or @every 5m). A pass that is still running when
+the next tick comes is not doubled: the tick is skipped. SIGTERM or SIGINT stops
+the running pass gracefully (no new batch; requests in flight get
+shutdown_timeout to finish) and exits 0.
+
+http.listen serves /healthz (alive), /readyz (200 once a pass succeeded within
+the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			ctx, stop := signalContext(cmd.Context(), log)
+			defer stop()
+
+			m := metrics.New(version, true)
+			eng, err := openEngine(ctx, cfg, log, false, m)
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			prog := newProgress(log.Named("progress"), cmd.ErrOrStderr(), false)
+			eng.syncer.ProgressEvery = prog.every
+			eng.syncer.Progress = func(r syncer.Report) {
+				prog.report(r)
+				m.SetCursorLag(r.CursorLag)
+			}
+			pass := func(ctx context.Context) error {
+				prog.start = time.Now()
+				rep, err := eng.syncer.Run(ctx, syncer.Options{})
+				recordPass(eng, rep, err)
+				eng.observePass(rep, err)
+				if err != nil && ctx.Err() == nil {
+					log.Error("pass failed; the next one runs as scheduled", zap.Error(passFailure(cfg, err)))
+				}
+				return err
+			}
+			d, err := daemon.New(cfg.Schedule, pass, cfg.ShutdownTimeout.Duration()+5*time.Second, log.Named("daemon"), time.Now)
+			if err != nil {
+				return usageErr(err)
+			}
+			if cfg.HTTP.Listen != "" {
+				srv := server.New(cfg.HTTP.Listen, m.Registry, d.Ready, log.Named("http"))
+				if err := srv.Start(); err != nil {
+					return failedErr(err)
+				}
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					_ = srv.Shutdown(sctx)
+				}()
+			}
+			if err := d.Run(ctx); err != nil {
+				return failedErr(err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
+	return cmd
+}

@@ -1,0 +1,466 @@
+package benchmark
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/mapping"
+	"github.com/cometsync/cometsync/internal/source"
+	"github.com/cometsync/cometsync/internal/state"
+	"github.com/cometsync/cometsync/internal/syncer"
+)
+
+const apiKey = "sk-bench-0a1b2c3d4e5f"
+
+// schema is a typical application's groups table, as in
+// cmd/cometsync/main_test.go: owners joined from users, and the
+// (updated_at, id) index the keyset reads by.
+const schema = `
+CREATE TABLE users (uid VARCHAR(100) PRIMARY KEY, display_name VARCHAR(200), avatar_url VARCHAR(500));
+CREATE TABLE chat_groups (
+	id BIGINT PRIMARY KEY AUTO_INCREMENT,
+	guid VARCHAR(200) NOT NULL,
+	title VARCHAR(300),
+	kind VARCHAR(20),
+	join_password VARCHAR(200),
+	icon_url VARCHAR(3100),
+	created_at DATETIME(6),
+	created_ms BIGINT,
+	meta JSON,
+	tags VARCHAR(3000),
+	owner_uid VARCHAR(100),
+	updated_at DATETIME(6) NOT NULL,
+	KEY idx_cursor (updated_at, id)
+);`
+
+// query is the user's query: every group with its owner's details.
+const query = `SELECT g.id, g.updated_at, g.guid, g.title AS name, g.kind AS type,
+       g.join_password AS password, g.icon_url AS icon, g.created_at,
+       g.meta AS metadata, g.tags, g.owner_uid,
+       u.display_name AS owner_name, u.avatar_url AS owner_avatar
+FROM chat_groups g LEFT JOIN users u ON u.uid = g.owner_uid`
+
+// dsnParams is what a production DSN carries (config.example.yaml).
+const dsnParams = "?parseTime=true"
+
+// The knobs of every pass: as fast as the emulator allows, as shipped
+// otherwise.
+const (
+	pageSize    = 1000
+	batchSize   = 50
+	concurrency = 4
+	users       = 10_000
+	fillChunk   = 100_000
+)
+
+// table is a database holding a filled chat_groups table.
+type table struct {
+	rows   int
+	root   *sql.DB
+	reader string // the SELECT-only user's DSN, without parameters
+}
+
+var (
+	sharedMu sync.Mutex
+	tables   = map[int]*table{}
+	closers  []func()
+)
+
+// closeShared releases what benchmarks share; TestMain calls it.
+func closeShared() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+	closers = nil
+}
+
+// tableOf returns a database whose chat_groups has n rows, filling it on
+// first use; later benchmarks of the run reuse it.
+func tableOf(tb testing.TB, n int) *table {
+	tb.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if t, ok := tables[n]; ok {
+		return t
+	}
+	start := time.Now()
+	rootDSN := srv.CreateDatabase(tb, fmt.Sprintf("groups_%d", n))
+	root, err := sql.Open("mysql", rootDSN)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	closers = append(closers, func() { root.Close() })
+	// One connection, so the session settings below hold for every statement.
+	root.SetMaxOpenConns(1)
+	fill(tb, root, n)
+	t := &table{rows: n, root: root, reader: srv.CreateReader(tb, rootDSN)}
+	tables[n] = t
+	tb.Logf("filled chat_groups with %d rows in %s", n, time.Since(start).Round(time.Millisecond))
+	return t
+}
+
+// fill creates the schema and inserts n groups and their owners with
+// INSERT ... SELECT from MariaDB's sequence engine, a chunk per statement.
+//
+// The rows look like a real application's: a tenth password groups, a
+// fifth private, most with an icon, JSON metadata and tags (as a JSON array
+// or a comma list), six in seven with an owner. updated_at is a permutation
+// of the ids (two rows a second), so reading in cursor order visits the
+// primary key in random order, as a table that has lived for a while does.
+func fill(tb testing.TB, root *sql.DB, n int) {
+	tb.Helper()
+	exec := func(q string, args ...any) {
+		tb.Helper()
+		if _, err := root.Exec(q, args...); err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The test server starts with a 64 MiB buffer pool; a production
+	// server keeps a table like this one in memory.
+	exec(`SET GLOBAL innodb_buffer_pool_size = 1024 * 1024 * 1024`)
+	exec(schema)
+	exec(`SET SESSION unique_checks = 0, foreign_key_checks = 0`)
+	exec(fmt.Sprintf(`INSERT INTO users SELECT CONCAT('u', seq), CONCAT('User ', seq),
+		CONCAT('https://cdn.example.com/avatars/u', seq, '.png') FROM seq_1_to_%d`, users))
+	for from := 1; from <= n; from += fillChunk {
+		to := min(from+fillChunk-1, n)
+		exec(fmt.Sprintf(`INSERT INTO chat_groups
+			(id, guid, title, kind, join_password, icon_url, created_at, meta, tags, owner_uid, updated_at)
+			SELECT seq, CONCAT('grp-', seq), CONCAT('Group ', seq),
+				ELT(1 + seq %% 10, 'public', 'public', 'public', 'public', 'public', 'public', 'private', 'private', 'password', 'public'),
+				IF(seq %% 10 = 8, CONCAT('pw-', seq), NULL),
+				IF(seq %% 4 = 0, NULL, CONCAT('https://cdn.example.com/groups/', seq, '.png')),
+				'2023-01-01' + INTERVAL seq SECOND,
+				IF(seq %% 5 = 0, NULL, JSON_OBJECT('region', ELT(1 + seq %% 4, 'eu', 'us', 'in', 'apac'), 'tier', seq %% 3, 'external_id', seq)),
+				CASE seq %% 3 WHEN 0 THEN '["sales","emea"]' WHEN 1 THEN 'support,tier-2' ELSE NULL END,
+				IF(seq %% 7 = 0, NULL, CONCAT('u', 1 + seq %% %d)),
+				'2024-01-01' + INTERVAL ((seq * 48271) %% 1000003) DIV 2 SECOND
+			FROM seq_%d_to_%d`, users, from, to))
+	}
+	exec(`ANALYZE TABLE chat_groups, users`)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/cometsync once per run, as scripts/build-static.sh does
+// (CGO off, -trimpath) but with symbols, so that perf can read a profile.
+func binary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		binPath = filepath.Join(scratch, "cometsync")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "./cmd/cometsync")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/cometsync: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// world is one CometChat app and one state: an emulator served over
+// loopback by this process, a state directory and a config file.
+type world struct {
+	table  *table
+	emu    *emulator.Emulator
+	http   *httptest.Server
+	dir    string
+	config string
+	state  string
+}
+
+// newWorld makes an empty app and state in dir for t, closed when the
+// benchmark ends (or, with shared, when the run ends).
+func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
+	tb.Helper()
+	w := &world{table: t, dir: dir, emu: emulator.New(emulator.Config{APIKey: apiKey})}
+	w.http = httptest.NewServer(w.emu)
+	if shared {
+		sharedMu.Lock()
+		closers = append(closers, w.http.Close)
+		sharedMu.Unlock()
+	} else {
+		tb.Cleanup(w.http.Close)
+	}
+	w.state = filepath.Join(dir, "state.db")
+	w.config = filepath.Join(dir, "cometsync.yaml")
+	indented := "    " + strings.ReplaceAll(query, "\n", "\n    ")
+	yaml := fmt.Sprintf(`source:
+  driver: mysql
+  dsn: %q
+  query: |
+%s
+  cursor:
+    column: updated_at
+    tiebreaker: id
+    lag: 0s
+  page_size: %d
+cometchat:
+  app_id: benchapp
+  region: eu
+  api_key: %q
+  base_url: %q
+  batch_size: %d
+  concurrency: %d
+  timeout: 30s
+  rate_limits:
+    import_per_minute: 100000000
+    other_per_minute: 100000000
+state:
+  path: %q
+log:
+  level: warn
+  format: json
+`, t.reader+dsnParams, indented, pageSize, apiKey, w.http.URL, batchSize, concurrency, w.state)
+	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+// run is one `cometsync once` process and what it cost.
+type run struct {
+	wall     time.Duration
+	rssKiB   int64         // the child's peak resident set
+	childCPU time.Duration // user + system time of cometsync
+	selfCPU  time.Duration // of this process: the emulator, mostly
+	dbCPU    time.Duration // of mariadbd
+	pass     lastPass      // what the pass recorded in its state
+}
+
+// lastPass is the part of the state's last-pass record the benchmarks read.
+type lastPass struct {
+	Read     int           `json:"read"`
+	Imported int           `json:"imported"`
+	Updated  int           `json:"updated"`
+	Invalid  int           `json:"invalid"`
+	Rejected int           `json:"rejected"`
+	Duration time.Duration `json:"duration_ns"`
+	OK       bool          `json:"ok"`
+	Error    string        `json:"error"`
+}
+
+// once runs `cometsync once` against w and fails unless it exits 0 having
+// read want rows, none of them failed.
+func (w *world) once(tb testing.TB, want int) run {
+	tb.Helper()
+	bin := binary(tb)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "once", "--config", w.config)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	db := mariadbdPID()
+	db0, self0 := procCPU(db), selfCPU()
+	start := time.Now()
+	err := cmd.Run()
+	r := run{wall: time.Since(start)}
+	r.dbCPU, r.selfCPU = procCPU(db)-db0, selfCPU()-self0
+	if err != nil {
+		tb.Fatalf("cometsync once: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r.rssKiB = ru.Maxrss // KiB on Linux
+	r.childCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+
+	st, err := state.Open(w.state, state.Options{ReadOnly: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	raw, err := st.LastPass(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &r.pass); err != nil {
+		tb.Fatalf("last pass %s: %v", raw, err)
+	}
+	p := r.pass
+	if !p.OK || p.Read != want || p.Invalid+p.Rejected != 0 || p.Imported+p.Updated != want {
+		tb.Fatalf("the pass did not deliver %d rows: %+v\nstdout:\n%s\nstderr:\n%s", want, p, stdout.String(), stderr.String())
+	}
+	return r
+}
+
+// report adds the figures of runs to the benchmark's output: rows/s is
+// rows delivered per second of the whole process's wall time.
+func report(b *testing.B, rows int, runs []run) {
+	var wall, child, self, db, pass time.Duration
+	var rss int64
+	for _, r := range runs {
+		wall += r.wall
+		child += r.childCPU
+		self += r.selfCPU
+		db += r.dbCPU
+		pass += r.pass.Duration
+		rss = max(rss, r.rssKiB)
+	}
+	n := float64(len(runs))
+	b.ReportMetric(float64(rows)*n/wall.Seconds(), "rows/s")
+	b.ReportMetric(wall.Seconds()/n, "wall_s")
+	b.ReportMetric(pass.Seconds()/n, "pass_s")
+	b.ReportMetric(float64(rss)/1024, "peak_rss_MiB")
+	b.ReportMetric(child.Seconds()/n, "cometsync_cpu_s")
+	b.ReportMetric(self.Seconds()/n, "emulator_cpu_s")
+	b.ReportMetric(db.Seconds()/n, "mariadb_cpu_s")
+}
+
+// selfCPU is this process's user + system time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// mariadbdPID finds the mariadbd this process started; 0 if none.
+func mariadbdPID() int {
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, ppid, _, ok := procStat(pid)
+		if ok && ppid == self && comm == "mariadbd" {
+			return pid
+		}
+	}
+	return 0
+}
+
+// procCPU is a process's user + system time, from /proc.
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	_, _, cpu, _ := procStat(pid)
+	return cpu
+}
+
+// procStat reads a process's name, parent and CPU time from
+// /proc/PID/stat (times in USER_HZ, 100 a second on Linux).
+func procStat(pid int) (comm string, ppid int, cpu time.Duration, ok bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, 0, false
+	}
+	s := string(raw)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return "", 0, 0, false
+	}
+	comm = s[open+1 : end]
+	f := strings.Fields(s[end+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return "", 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return comm, ppid, time.Duration(utime+stime) * 10 * time.Millisecond, true
+}
+
+// bareRead reads the whole table with source.Source.ReadPage, the keyset
+// pages a pass reads, and does nothing with the rows. It returns the rows
+// read and how long it took.
+func bareRead(tb testing.TB, t *table) (int, time.Duration) {
+	tb.Helper()
+	ctx := context.Background()
+	src, err := source.Open(ctx, sourceConfig(t), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer src.Close()
+	start := time.Now()
+	upper, err := src.UpperBound(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var after *source.Position
+	n := 0
+	for {
+		rows, err := src.ReadPage(ctx, after, upper, pageSize)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n += len(rows)
+		if len(rows) < pageSize {
+			break
+		}
+		last := rows[len(rows)-1]
+		after = &source.Position{Cursor: last.Cursor, Key: last.Key}
+	}
+	return n, time.Since(start)
+}
+
+func sourceConfig(t *table) source.Config {
+	return source.Config{Driver: source.DriverMySQL, DSN: t.reader + dsnParams, Query: query, Cursor: "updated_at", Tiebreaker: "id"}
+}
+
+// inProcess wires a pass as cmd/cometsync's openEngine does, in this
+// process, so that `go test -cpuprofile` sees the syncer, the client and the
+// emulator at once. The caller closes the returned state.
+func (w *world) inProcess(tb testing.TB) (*syncer.Syncer, *state.Store) {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := state.Open(w.state, state.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	src, err := source.Open(ctx, sourceConfig(w.table), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { src.Close() })
+	cols, err := src.Columns(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := mapping.New(cols, "updated_at", "id", time.UTC)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	client := cometchat.New(cometchat.Config{
+		BaseURL: w.http.URL, APIKey: apiKey, Timeout: 30 * time.Second,
+		ImportPerMinute: 100_000_000, OtherPerMinute: 100_000_000, Concurrency: concurrency,
+	}, zap.NewNop())
+	s := syncer.New(src, m, client, st, syncer.Config{
+		PageSize: pageSize, BatchSize: batchSize, Concurrency: concurrency,
+		Fingerprint: m.Fingerprint(query, "updated_at", "id", ""),
+	}, zap.NewNop(), time.Now)
+	return s, st
+}

@@ -1,0 +1,38 @@
+package benchmark
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/cometsync/cometsync/internal/mariadbtest"
+)
+
+// srv is the one MariaDB every benchmark of the run shares; the tables on it
+// are filled once and reused (see table).
+var srv *mariadbtest.Server
+
+// scratch holds what outlives one benchmark: the built binary and the
+// seeded state of the incremental benchmark.
+var scratch string
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = mariadbtest.StartMain()
+	if err != nil {
+		// Integration tests never skip: no MariaDB is a failure.
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	scratch, err = os.MkdirTemp("", "cometsync-bench-")
+	if err != nil {
+		srv.Stop()
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	closeShared()
+	srv.Stop()
+	os.RemoveAll(scratch)
+	os.Exit(code)
+}

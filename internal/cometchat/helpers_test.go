@@ -1,0 +1,3 @@
+package cometchat_test
+
+const testKey = "test-rest-key-s3cr3t"

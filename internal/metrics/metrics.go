@@ -1,0 +1,175 @@
+// Package metrics owns cometsync's Prometheus metrics: what a pass did,
+// how the API answered, and how far behind the sync is. The daemon serves
+// them on /metrics; `once` can push them to a Pushgateway.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/push"
+)
+
+// Metrics is one process's set of collectors, on its own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	lastSuccess     prometheus.Gauge
+	passDuration    prometheus.Histogram
+	passes          *prometheus.CounterVec
+	rows            *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	failedRows      prometheus.Gauge
+	parkedRows      prometheus.Gauge
+	cursorLag       prometheus.Gauge
+}
+
+// Outcomes of rows, the values of cometsync_rows_total's outcome label.
+const (
+	OutcomeImported  = "imported"
+	OutcomeUpdated   = "updated"
+	OutcomeUnchanged = "unchanged"
+	OutcomeFailed    = "failed"  // rejected by the API for this row
+	OutcomeInvalid   = "invalid" // broke CometChat's constraints; never sent
+)
+
+// New registers every collector. withProcess adds the Go and process
+// collectors (the daemon wants them; a pushed batch job does not).
+func New(version string, withProcess bool) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_last_success_timestamp_seconds",
+			Help: "When the last pass that completed ended (UNIX seconds).",
+		}),
+		passDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cometsync_pass_duration_seconds",
+			Help:    "How long passes take, complete or not.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 14), // 50 ms .. ~4 days
+		}),
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_passes_total",
+			Help: "Passes by result: success or failure.",
+		}, []string{"result"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_rows_total",
+			Help: "Rows by outcome: imported, updated, unchanged (not sent), failed (rejected by the API), invalid (never sent).",
+		}, []string{"outcome"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_requests_total",
+			Help: "CometChat API requests by endpoint and answer: the HTTP status, or error when none came.",
+		}, []string{"endpoint", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cometsync_request_duration_seconds",
+			Help:    "How long CometChat API requests take, by endpoint.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"endpoint"}),
+		failedRows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_failed_rows",
+			Help: "Rows in the error store, parked ones included.",
+		}),
+		parkedRows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_parked_rows",
+			Help: "Rows in the error store that are parked: retried only when they change.",
+		}),
+		cursorLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_cursor_lag_seconds",
+			Help: "How far the synced data lies behind the database clock (database clock minus what the checkpoint covers).",
+		}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cometsync_build_info",
+		Help: "The running version (always 1).",
+	}, []string{"version"})
+	build.WithLabelValues(version).Set(1)
+	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.requests, m.requestDuration,
+		m.failedRows, m.parkedRows, m.cursorLag, build)
+	if withProcess {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	// Series users alert on exist from the start, at zero.
+	for _, o := range []string{OutcomeImported, OutcomeUpdated, OutcomeUnchanged, OutcomeFailed, OutcomeInvalid} {
+		m.rows.WithLabelValues(o)
+	}
+	m.passes.WithLabelValues("success")
+	m.passes.WithLabelValues("failure")
+	return m
+}
+
+// ObserveRequest records one API answer; it fits cometchat.Config.Observe.
+func (m *Metrics) ObserveRequest(endpoint string, status int, _ string, took time.Duration) {
+	code := "error"
+	if status > 0 {
+		code = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(endpoint, code).Inc()
+	m.requestDuration.WithLabelValues(endpoint).Observe(took.Seconds())
+}
+
+// Rows counts rows by outcome.
+func (m *Metrics) Rows(outcome string, n int) {
+	if n > 0 {
+		m.rows.WithLabelValues(outcome).Add(float64(n))
+	}
+}
+
+// Pass is what a pass reports to the metrics when it ends.
+type Pass struct {
+	OK         bool
+	Duration   time.Duration
+	End        time.Time
+	CursorLag  time.Duration // negative when unknown
+	FailedRows int
+	ParkedRows int
+}
+
+// ObservePass records the end of a pass.
+func (m *Metrics) ObservePass(p Pass) {
+	m.passDuration.Observe(p.Duration.Seconds())
+	if p.OK {
+		m.passes.WithLabelValues("success").Inc()
+		m.lastSuccess.Set(float64(p.End.UnixMilli()) / 1000)
+	} else {
+		m.passes.WithLabelValues("failure").Inc()
+	}
+	if p.CursorLag >= 0 {
+		m.cursorLag.Set(p.CursorLag.Seconds())
+	}
+	m.failedRows.Set(float64(p.FailedRows))
+	m.parkedRows.Set(float64(p.ParkedRows))
+}
+
+// SetCursorLag updates the lag while a pass is under way.
+func (m *Metrics) SetCursorLag(d time.Duration) {
+	if d >= 0 {
+		m.cursorLag.Set(d.Seconds())
+	}
+}
+
+// Push sends the metrics to a Prometheus Pushgateway under job, replacing
+// what an earlier run of the job pushed.
+// Credentials in the URL are sent as basic auth and never appear in an error.
+func (m *Metrics) Push(ctx context.Context, rawURL, job string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("push metrics: metrics.pushgateway is not a URL")
+	}
+	user := u.User
+	u.User = nil
+	p := push.New(u.String(), job).Gatherer(m.Registry)
+	if user != nil {
+		pass, _ := user.Password()
+		p = p.BasicAuth(user.Username(), pass)
+	}
+	if err := p.PushContext(ctx); err != nil {
+		return fmt.Errorf("push metrics to %s: %w", u.Redacted(), err)
+	}
+	return nil
+}
