@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -92,4 +93,4 @@ func bar(done, total int64, rate float64, eta time.Duration) string {
 	return s
 }
 
-func round1(f float64) float64 { return float64(int64(f*10)) / 10 }
+func round1(f float64) float64 { return math.Round(f*10) / 10 }

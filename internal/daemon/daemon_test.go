@@ -1,0 +1,194 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+func TestPassAtStartThenOnSchedule(t *testing.T) {
+	var passes atomic.Int32
+	d, err := New("@every 1s", func(context.Context) error { passes.Add(1); return nil }, 5*time.Second, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	if n := passes.Load(); n != 1 {
+		t.Errorf("passes right after start: %d, want 1 (a pass at start)", n)
+	}
+	time.Sleep(2 * time.Second)
+	if n := passes.Load(); n < 2 || n > 4 {
+		t.Errorf("passes after ~2.3s on @every 1s: %d, want 2 to 4", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	if ok, why := d.Ready(); !ok {
+		t.Errorf("not ready after successful passes: %s", why)
+	}
+}
+
+func TestNeverTwoPassesAtOnce(t *testing.T) {
+	var running, most, total atomic.Int32
+	slow := func(context.Context) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		total.Add(1)
+		time.Sleep(1500 * time.Millisecond)
+		return nil
+	}
+	d, err := New("@every 1s", slow, 5*time.Second, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("%d passes ran at once", most.Load())
+	}
+	if total.Load() < 2 {
+		t.Errorf("only %d passes ran in 3.5 s", total.Load())
+	}
+}
+
+func TestPanicIsRecoveredAndReported(t *testing.T) {
+	var calls atomic.Int32
+	d, err := New("@every 2s", func(context.Context) error {
+		if calls.Add(1) == 1 {
+			panic("boom")
+		}
+		return nil
+	}, 5*time.Second, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	ok, why := d.Ready()
+	var pe *PanicError
+	if ok || !strings.Contains(why, "panicked: boom") || !errors.As(d.LastError(), &pe) {
+		t.Errorf("after a panicking pass: ready=%v %q, last error %v", ok, why, d.LastError())
+	}
+	time.Sleep(2200 * time.Millisecond)
+	if ok, why := d.Ready(); !ok || calls.Load() < 2 {
+		t.Errorf("the pass after a panic did not run or did not count: ready=%v %q calls=%d", ok, why, calls.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStopWaitsForTheRunningPass(t *testing.T) {
+	var finished atomic.Bool
+	started := make(chan struct{})
+	d, err := New("@every 1h", func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		time.Sleep(300 * time.Millisecond) // in-flight requests finishing
+		finished.Store(true)
+		return ctx.Err()
+	}, 5*time.Second, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !finished.Load() {
+		t.Error("Run returned before the running pass finished")
+	}
+	if d.LastError() != nil {
+		t.Errorf("a pass stopped on shutdown was recorded as a failure: %v", d.LastError())
+	}
+}
+
+func TestStopGivesUpOnAStuckPass(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	var once sync.Once
+	d, err := New("@every 1h", func(context.Context) error {
+		once.Do(func() { close(started) })
+		<-release
+		return nil
+	}, 200*time.Millisecond, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "did not stop") {
+			t.Errorf("Run with a stuck pass: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run waited forever for a stuck pass")
+	}
+}
+
+func TestReadinessGoesStale(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	d, err := New("*/5 * * * *", func(context.Context) error { return nil }, time.Second, zaptest.NewLogger(t), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "no pass has completed yet") {
+		t.Errorf("before any pass: %v %q", ok, why)
+	}
+	d.runPass(context.Background())
+	if ok, why := d.Ready(); !ok {
+		t.Errorf("right after a success: not ready: %s", why)
+	}
+	mu.Lock()
+	now = now.Add(14 * time.Minute)
+	mu.Unlock()
+	if ok, _ := d.Ready(); !ok {
+		t.Error("14 minutes after a success on a 5-minute schedule: not ready, want ready (3 intervals = 15m)")
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "more than 3 schedule intervals (15m0s)") {
+		t.Errorf("16 minutes after a success: ready=%v %q", ok, why)
+	}
+}
+
+func TestBadSchedule(t *testing.T) {
+	if _, err := New("every five minutes", nil, time.Second, zaptest.NewLogger(t), nil); err == nil ||
+		!strings.Contains(err.Error(), `schedule "every five minutes"`) {
+		t.Errorf("bad schedule: %v", err)
+	}
+}
