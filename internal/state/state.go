@@ -317,11 +317,21 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 		return fmt.Errorf("state: begin: %w", err)
 	}
 	defer tx.Rollback()
-	for _, d := range c.Delivered {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO delivered(guid, hash, present, row_key, delivered_at) VALUES(?,?,?,?,?)
-			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, row_key=excluded.row_key, delivered_at=excluded.delivered_at`,
-			d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
-			return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
+	// Prepared once per batch rather than parsed again for every row: SQLite
+	// parses and plans each statement it is given, which costs more than
+	// the write, and the collector that calls Apply is the one serial step
+	// of a pass. (A multi-row INSERT would need a statement journal.)
+	if len(c.Delivered) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO delivered(guid, hash, present, row_key, delivered_at) VALUES(?,?,?,?,?)
+			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, row_key=excluded.row_key, delivered_at=excluded.delivered_at`)
+		if err != nil {
+			return fmt.Errorf("state: record deliveries: %w", err)
+		}
+		defer stmt.Close()
+		for _, d := range c.Delivered {
+			if _, err := stmt.ExecContext(ctx, d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
+				return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
+			}
 		}
 	}
 	for _, k := range c.Cleared {

@@ -1,0 +1,166 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, path string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestMissingStateIsAFirstRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "state.db")
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrNoState) {
+		t.Errorf("read-only open of a missing state: %v, want ErrNoState", err)
+	}
+	s := open(t, path, Options{})
+	cp, err := s.Checkpoint(context.Background())
+	if err != nil || cp != nil {
+		t.Errorf("first run: checkpoint %s, %v; want none", cp, err)
+	}
+}
+
+func TestSecondOpenIsRefusedUntilTheFirstCloses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	first, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, Options{})
+	var le *LockedError
+	if !errors.As(err, &le) || le.Path != path {
+		t.Fatalf("second open: %v, want a LockedError", err)
+	}
+	// Readers do not need the lock.
+	ro := open(t, path, Options{ReadOnly: true})
+	if _, err := ro.Checkpoint(context.Background()); err != nil {
+		t.Errorf("read-only open beside the writer: %v", err)
+	}
+	first.Close()
+	open(t, path, Options{})
+}
+
+func TestLockIsReleasedWhenTheHolderDies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	// flock(1) from util-linux holds the lock in another process; killing
+	// it must free the state, as the kernel does for a crashed cometsync.
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Fatalf("flock(1) is needed for this test: %v", err)
+	}
+	cmd := exec.Command("flock", "--exclusive", "--no-fork", path+".lock", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, err := Open(path, Options{})
+		if errors.As(err, new(*LockedError)) {
+			break
+		}
+		if err == nil {
+			s.Close() // flock(1) has not taken the lock yet
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("open while another process holds the lock: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	open(t, path, Options{})
+}
+
+func TestApplyCountsAttemptsAndParks(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{ParkAfter: 3})
+	fail := func(hash string) {
+		t.Helper()
+		if err := s.Apply(ctx, Changes{Failed: []Failure{{RowKey: "7", KeyJSON: json.RawMessage(`{"kind":"int","value":"7"}`),
+			GUID: "g7", Code: "ERR_X", Message: "no", RowHash: hash}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() RowError {
+		t.Helper()
+		rows, err := s.RowErrors(ctx)
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("row errors: %v %v", rows, err)
+		}
+		return rows[0]
+	}
+	fail("a")
+	fail("a")
+	if e := get(); e.Attempts != 2 || e.Parked {
+		t.Errorf("after 2 failures: %+v", e)
+	}
+	if keys, _ := s.RetryKeys(ctx); len(keys) != 1 {
+		t.Errorf("retry keys: %s", keys)
+	}
+	fail("a")
+	if e := get(); e.Attempts != 3 || !e.Parked {
+		t.Errorf("after 3 failures with park_after 3: %+v", e)
+	}
+	if keys, _ := s.RetryKeys(ctx); len(keys) != 0 {
+		t.Errorf("a parked row is still retried: %s", keys)
+	}
+	if total, parked, _ := s.FailedRows(ctx); total != 1 || parked != 1 {
+		t.Errorf("failed rows %d, parked %d", total, parked)
+	}
+	fail("b") // the row changed: a fresh start
+	if e := get(); e.Attempts != 1 || e.Parked {
+		t.Errorf("after the row changed: %+v", e)
+	}
+	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{GUID: "g7", Hash: "h", Present: 5, RowKey: "7"}},
+		Checkpoint: json.RawMessage(`{"at":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := s.RowErrors(ctx); len(rows) != 0 {
+		t.Errorf("cleared row still listed: %+v", rows)
+	}
+	known, err := s.Known(ctx, []string{"g7", "g8"})
+	if err != nil || len(known) != 1 || known["g7"].Hash != "h" || known["g7"].Present != 5 {
+		t.Errorf("known: %+v %v", known, err)
+	}
+	if cp, _ := s.Checkpoint(ctx); string(cp) != `{"at":1}` {
+		t.Errorf("checkpoint %s", cp)
+	}
+}
+
+func TestStateSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, Changes{Checkpoint: json.RawMessage(`{"k":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartResync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path, Options{})
+	if cp, _ := s.Checkpoint(ctx); cp != nil {
+		t.Errorf("a resync keeps the old checkpoint: %s", cp)
+	}
+	if on, _ := s.ResyncInProgress(ctx); !on {
+		t.Error("an interrupted resync is forgotten on reopen")
+	}
+	if _, err := os.Stat(path + ".lock"); err != nil {
+		t.Errorf("lock file: %v", err)
+	}
+}
