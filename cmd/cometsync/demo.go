@@ -106,12 +106,12 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "   CometChat now has %d groups (%d import requests of at most 50).\n\n", len(emu.Groups()), emu.Stats().ImportRequests)
 
-	fmt.Fprintf(out, "2. Changes in the database: 5 groups renamed, 10 touched without a change, 1 bad row fixed, 3 groups added.\n")
+	fmt.Fprintf(out, "2. Changes in the database: 5 groups renamed (one of them the group refused in step 1), 10 touched without\n   a change, 1 bad row fixed without touching its timestamp, 3 groups added.\n")
 	if err := changeDemoData(ctx, db); err != nil {
 		return fmt.Errorf("change the sample database: %w", err)
 	}
 	emu.ResetStats()
-	fmt.Fprintf(out, "3. Incremental pass: only the changed rows and the failed ones are read again.\n")
+	fmt.Fprintf(out, "3. Incremental pass: only the changed rows and the failed ones are read again; unchanged objects are not sent.\n")
 	if err := demoPass(ctx, cfg, log, out); err != nil {
 		return err
 	}

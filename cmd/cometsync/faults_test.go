@@ -372,3 +372,28 @@ func TestDeliveryUnderEveryFault(t *testing.T) {
 	passUntilDone()
 	e.assertAllDelivered()
 }
+
+func TestRunExitsZeroOnSIGTERM(t *testing.T) {
+	e := newEnv(t)
+	e.addGroups(20)
+	e.configure(func(o *cfgOpts) {
+		o.extra = "schedule: \"@every 1s\"\nhttp:\n  listen: \"127.0.0.1:0\"\nlog:\n  level: warn\n"
+	})
+	cfg, _ := os.ReadFile(e.cfg)
+	// The test's base config sets log.level info; the extra block above
+	// must not duplicate the key, so drop the first one.
+	cfg = bytes.Replace(cfg, []byte("log:\n  level: info\n  format: json\n"), []byte(""), 1)
+	if err := os.WriteFile(e.cfg, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := e.start("run", "--config", e.cfg)
+	e.waitImported(20)
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	r := e.wait(c, 15*time.Second)
+	if r.code != 0 {
+		t.Errorf("run after SIGTERM: exit %d, want 0\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "pass summary") {
+		t.Errorf("log.level warn still logged info lines:\n%s", r.stderr)
+	}
+}

@@ -298,7 +298,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 	}
 
-	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync}
+	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}}
 	runErr := p.run(ctx, after, upper)
 	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper)
 	if runErr != nil {
@@ -371,6 +371,7 @@ type pass struct {
 	errKeys map[string]state.ErrorKey
 	resync  bool
 	seq     int
+	retried map[string]bool // row keys re-read from the error store this pass
 }
 
 func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
@@ -554,7 +555,13 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 				}
 				cur = newBatch()
 			}
-			p.classify(cur, m, known)
+			if p.retried[m.key] {
+				// Already handled this pass from the error store, as read
+				// after the upper bound was taken: not sent twice.
+				cur.rows++
+			} else {
+				p.classify(cur, m, known)
+			}
 			cur.end = pos
 			if len(cur.items) >= s.cfg.BatchSize {
 				if err := emit(cur); err != nil {
@@ -623,6 +630,7 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 				cur = newBatch()
 			}
 			cur.done.Retried++
+			p.retried[m.key] = true
 			p.classify(cur, m, known)
 			if len(cur.items) >= s.cfg.BatchSize {
 				if err := emit(cur); err != nil {
