@@ -50,18 +50,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != errSilent {
-			fmt.Fprintf(stderr, "cometsync: %v\n", ee.err)
-		}
+		fmt.Fprintf(stderr, "cometsync: %v\n", ee.err)
 		return ee.code
 	}
 	// Anything cobra itself refused (unknown flag, missing argument) is usage.
 	fmt.Fprintf(stderr, "cometsync: %v\nRun 'cometsync --help' for usage.\n", err)
 	return exitUsage
 }
-
-// errSilent marks a failure whose message was already printed.
-var errSilent = errors.New("")
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cometsync/cometsync/internal/state"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
@@ -220,4 +221,50 @@ func TestHarness(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(w.dir, "state.db")); err != nil {
 		t.Fatalf("no state written: %v", err)
 	}
+}
+
+// BenchmarkStateApply records 100,000 deliveries in batches of 50, in
+// random guid order as a backfill does, each batch moving the checkpoint:
+// the collector's work, which is serial in a pass.
+func BenchmarkStateApply(b *testing.B) {
+	const total = rows100k
+	rng := rand.New(rand.NewPCG(3, 4))
+	guids := make([]string, total)
+	for i, id := range rng.Perm(total) {
+		guids[i] = fmt.Sprintf("grp-%d", id+1)
+	}
+	var took, cpu time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		st, err := state.Open(filepath.Join(b.TempDir(), "state.db"), state.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Cancellable, as the pass's context is.
+		ctx, cancel := context.WithCancel(context.Background())
+		b.StartTimer()
+		start, cpu0 := time.Now(), selfCPU()
+		for from := 0; from < total; from += batchSize {
+			c := state.Changes{Checkpoint: []byte(fmt.Sprintf(`{"cursor":%d,"key":%d}`, from, from))}
+			for _, g := range guids[from:min(from+batchSize, total)] {
+				c.Delivered = append(c.Delivered, state.Delivered{GUID: g, Hash: "0123456789abcdef0123456789abcdef", Present: 5, RowKey: g[4:]})
+			}
+			if err := st.Apply(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		took += time.Since(start)
+		cpu += selfCPU() - cpu0
+		b.StopTimer()
+		known, err := st.Known(ctx, guids[:1000])
+		if err != nil || len(known) != 1000 {
+			b.Fatalf("Known: %d of 1000, %v", len(known), err)
+		}
+		st.Close()
+		cancel()
+	}
+	b.ReportMetric(float64(total*b.N)/took.Seconds(), "rows/s")
+	b.ReportMetric(took.Seconds()/float64(b.N)/total*1e6, "us/row")
+	b.ReportMetric(cpu.Seconds()/float64(b.N)/total*1e6, "cpu_us/row")
 }

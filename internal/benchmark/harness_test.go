@@ -250,6 +250,10 @@ log:
 	return w
 }
 
+// perfEnv names a directory: when set, every `cometsync once` runs under
+// `perf record -g` writing there (the RSS and CPU figures are then perf's).
+const perfEnv = "COMETSYNC_BENCH_PERF"
+
 // run is one `cometsync once` process and what it cost.
 type run struct {
 	wall     time.Duration
@@ -279,6 +283,11 @@ func (w *world) once(tb testing.TB, want int) run {
 	bin := binary(tb)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "once", "--config", w.config)
+	if dir := os.Getenv(perfEnv); dir != "" {
+		// Profiling: the figures below are perf's, not cometsync's.
+		out := filepath.Join(dir, strings.ReplaceAll(tb.Name(), "/", "_")+".perf.data")
+		cmd = exec.Command("perf", "record", "-F", "499", "-g", "-o", out, "--", bin, "once", "--config", w.config)
+	}
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	db := mariadbdPID()
 	db0, self0 := procCPU(db), selfCPU()

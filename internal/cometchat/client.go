@@ -32,9 +32,9 @@ type Config struct {
 	APIKey          string        // REST API key with fullAccess scope
 	Timeout         time.Duration // per request attempt
 	MaxAttempts     int           // attempts for a failing request (429 waits do not count)
-	InitialBackoff  time.Duration
-	MaxBackoff      time.Duration
-	MaxElapsed      time.Duration // bound on all attempts and waits of one request
+	InitialBackoff  time.Duration // backoff ceiling after the first failure; doubles per failure
+	MaxBackoff      time.Duration // cap of the backoff ceiling
+	MaxElapsed      time.Duration // bound on all attempts and waits of one request, from its first send
 	ImportPerMinute float64       // client-side pacing of data-import requests
 	OtherPerMinute  float64       // client-side pacing of everything else
 	Concurrency     int           // requests expected in flight; sizes the connection pool
@@ -81,6 +81,9 @@ func New(cfg Config, log *zap.Logger) *Client {
 		cfg.Concurrency = 4
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if log == nil {
+		log = zap.NewNop()
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
 	return &Client{
@@ -234,14 +237,28 @@ func (c *Client) do(ctx context.Context, endpoint, method, path string, body any
 			return nil, fmt.Errorf("cometchat %s: encode request: %w", endpoint, err)
 		}
 	}
-	deadline := time.Now().Add(c.cfg.MaxElapsed)
+	var deadline time.Time // set at the first send: queueing for the pacer is not retrying
 	failures, sent := 0, 0
+	var last *APIError
 	for {
-		if err := pace.wait(ctx); err != nil {
+		if err := pace.wait(ctx, c.sleep); err != nil {
 			return nil, err
 		}
+		if sent == 0 {
+			deadline = time.Now().Add(c.cfg.MaxElapsed)
+		}
+		// MaxElapsed bounds every attempt too, so that a hanging API cannot
+		// stretch it by up to Timeout.
+		timeout, setting := c.cfg.Timeout, "cometchat.timeout"
+		if left := time.Until(deadline); left < timeout {
+			if left <= 0 && last != nil {
+				return nil, last
+			}
+			timeout, setting = max(left, time.Millisecond), "cometchat.retry.max_elapsed"
+		}
 		sent++
-		raw, apiErr := c.once(ctx, endpoint, method, path, payload)
+		sentAt := time.Now()
+		raw, apiErr := c.once(ctx, endpoint, method, path, payload, timeout, setting)
 		if apiErr == nil {
 			pace.succeeded()
 			return raw, nil
@@ -253,43 +270,55 @@ func (c *Client) do(ctx context.Context, endpoint, method, path string, body any
 		if !apiErr.Retryable() {
 			return nil, apiErr
 		}
+		last = apiErr
 		var wait time.Duration
 		if apiErr.RateLimited() {
-			// The limit is shared: make every worker slow down, not just this one.
-			wait = pace.limited(apiErr.RetryAfter, c.backoff(1))
+			wait = apiErr.RetryAfter
+			if wait <= 0 {
+				wait = c.backoff(1)
+			}
+			// The limit is shared: the pacer makes every worker wait and slow
+			// down, not just this one; pace.wait, at the top of the loop,
+			// does the waiting. The pause is capped at MaxElapsed, what one
+			// request waits at most, so that an absurd Retry-After cannot
+			// stall the process.
+			pace.limited(sentAt, min(wait, c.cfg.MaxElapsed))
 		} else {
 			failures++
 			if failures >= c.cfg.MaxAttempts {
 				return nil, apiErr
 			}
-			wait = c.backoff(failures)
-			if apiErr.RetryAfter > wait {
-				wait = apiErr.RetryAfter
-			}
+			wait = max(c.backoff(failures), apiErr.RetryAfter)
 		}
 		if time.Now().Add(wait).After(deadline) {
 			return nil, apiErr
 		}
 		c.log.Debug("retrying request", zap.String("endpoint", endpoint), zap.Int("status", apiErr.Status),
 			zap.String("code", apiErr.Code), zap.Duration("wait", wait), zap.Int("attempt", sent))
-		if err := c.sleep(ctx, wait); err != nil {
-			return nil, err
+		if !apiErr.RateLimited() {
+			if err := c.sleep(ctx, wait); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
 
 // backoff is the full-jitter exponential backoff for the n-th failure.
 func (c *Client) backoff(n int) time.Duration {
-	ceil := c.cfg.InitialBackoff << min(n-1, 30)
-	if ceil > c.cfg.MaxBackoff || ceil <= 0 {
-		ceil = c.cfg.MaxBackoff
+	// Double step by step rather than shift, which could overflow.
+	ceil := c.cfg.InitialBackoff
+	for i := 1; i < n && ceil < c.cfg.MaxBackoff; i++ {
+		ceil *= 2
 	}
+	ceil = min(ceil, c.cfg.MaxBackoff)
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
 }
 
-// once sends the request a single time and classifies the answer.
-func (c *Client) once(ctx context.Context, endpoint, method, path string, payload []byte) ([]byte, *APIError) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+// once sends the request a single time, waiting at most timeout (which the
+// config setting named by setting decides) for the whole answer, and
+// classifies the answer.
+func (c *Client) once(ctx context.Context, endpoint, method, path string, payload []byte, timeout time.Duration, setting string) ([]byte, *APIError) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
 	if payload != nil {
@@ -297,7 +326,7 @@ func (c *Client) once(ctx context.Context, endpoint, method, path string, payloa
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.cfg.BaseURL+path, rd)
 	if err != nil {
-		return nil, &APIError{Endpoint: endpoint, Method: method, Message: "build request: " + err.Error(), Status: 400, Err: err}
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: c.redact("build request: " + err.Error()), Status: 400, Err: err}
 	}
 	req.Header.Set("apikey", c.cfg.APIKey)
 	req.Header.Set("Accept", "application/json")
@@ -308,13 +337,13 @@ func (c *Client) once(ctx context.Context, endpoint, method, path string, payloa
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(endpoint, 0, "", time.Since(start))
-		return nil, &APIError{Endpoint: endpoint, Method: method, Message: transportMessage(err, c.cfg.Timeout), Err: err}
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: c.redact(transportMessage(err, timeout, setting)), Err: err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
 		c.observe(endpoint, 0, "", time.Since(start))
-		return nil, &APIError{Endpoint: endpoint, Method: method, Message: "read answer: " + transportMessage(err, c.cfg.Timeout), Err: err}
+		return nil, &APIError{Endpoint: endpoint, Method: method, Message: c.redact("read answer: " + transportMessage(err, timeout, setting)), Err: err}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		c.observe(endpoint, resp.StatusCode, "", time.Since(start))
@@ -329,8 +358,19 @@ func (c *Client) once(ctx context.Context, endpoint, method, path string, payloa
 	} else {
 		apiErr.Message = clip(strings.TrimSpace(string(raw)), 200)
 	}
+	// Messages end up in logs and in the state's row errors: an API (or a
+	// proxy) that echoes the key must not put it there.
+	apiErr.Message = c.redact(apiErr.Message)
 	c.observe(endpoint, resp.StatusCode, apiErr.Code, time.Since(start))
 	return nil, apiErr
+}
+
+// redact removes the API key from a message meant for people.
+func (c *Client) redact(msg string) string {
+	if c.cfg.APIKey == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, c.cfg.APIKey, "[apikey]")
 }
 
 func (c *Client) observe(endpoint string, status int, code string, took time.Duration) {
@@ -341,27 +381,28 @@ func (c *Client) observe(endpoint string, status int, code string, took time.Dur
 
 // transportMessage says what happened on the wire in words, without the
 // URL (which the caller already knows and which may carry an app ID).
-func transportMessage(err error, timeout time.Duration) string {
+func transportMessage(err error, timeout time.Duration, setting string) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("no answer within %s (cometchat.timeout)", timeout)
+		return fmt.Sprintf("no answer within %s (%s)", timeout.Round(time.Millisecond), setting)
 	}
 	return err.Error()
 }
 
 // retryAfter reads Retry-After (seconds or an HTTP date) and, failing that,
-// X-RateLimit-Reset / X-Rate-Limit-Reset (UNIX seconds, or seconds to wait
-// when small). Header names are case-insensitive in net/http already.
+// X-RateLimit-Reset / X-Rate-Limit-Reset (UNIX seconds or milliseconds, or
+// seconds to wait when small). Header names are case-insensitive in net/http
+// already. The answer is at most maxRetryAfter, whatever the headers say.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-			return time.Duration(s * float64(time.Second))
+			return min(time.Duration(min(s, maxRetryAfter.Seconds())*float64(time.Second)), maxRetryAfter)
 		}
 		if t, err := http.ParseTime(v); err == nil {
-			return max(t.Sub(now), 0)
+			return min(max(t.Sub(now), 0), maxRetryAfter)
 		}
 	}
 	for _, name := range []string{"X-RateLimit-Reset", "X-Rate-Limit-Reset"} {
@@ -373,13 +414,23 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		if err != nil || s < 0 {
 			continue
 		}
-		if s > 1_000_000_000 { // an epoch time, not a number of seconds
-			return max(time.Unix(s, 0).Sub(now), 0)
+		var wait time.Duration
+		switch {
+		case s > 100_000_000_000: // an epoch time in milliseconds
+			wait = time.UnixMilli(s).Sub(now)
+		case s > 1_000_000_000: // an epoch time in seconds
+			wait = time.Unix(s, 0).Sub(now)
+		default: // a number of seconds to wait
+			wait = time.Duration(min(s, int64(maxRetryAfter/time.Second))) * time.Second
 		}
-		return time.Duration(s) * time.Second
+		return min(max(wait, 0), maxRetryAfter)
 	}
 	return 0
 }
+
+// maxRetryAfter caps what a rate-limit header can ask for; anything longer
+// is beyond MaxElapsed anyway and would only overflow.
+const maxRetryAfter = 24 * time.Hour
 
 func clip(s string, n int) string {
 	if len(s) <= n {
@@ -409,53 +460,75 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 type pacer struct {
 	limiter *rate.Limiter
 	base    rate.Limit
+	now     func() time.Time
 
-	mu     sync.Mutex
-	paused time.Time // no request before this
+	mu      sync.Mutex
+	paused  time.Time // no request before this
+	lastCut time.Time // when the rate was last halved
 }
 
 // newPacer allows perMinute requests a minute, evenly spread, with a burst
-// of at most one second's share: CometChat counts per minute, so a short
-// burst within that share is safe, while 60 a minute stays one a second.
+// of one. A larger burst would let the client run ahead of the limit
+// whenever its bucket is fuller than the server's, for example at the start
+// when both are full: the server then answers 429, and a 429 costs every
+// worker the whole Retry-After (at least a second). See docs/PACING.md.
 func newPacer(perMinute float64) *pacer {
 	base := rate.Limit(perMinute / 60)
-	return &pacer{limiter: rate.NewLimiter(base, max(1, int(perMinute/60))), base: base}
+	return &pacer{limiter: rate.NewLimiter(base, 1), base: base, now: time.Now}
 }
 
-func (p *pacer) wait(ctx context.Context) error {
-	p.mu.Lock()
-	until := p.paused
-	p.mu.Unlock()
-	if d := time.Until(until); d > 0 {
-		if err := sleepCtx(ctx, d); err != nil {
-			return err
-		}
+// wait blocks until this class may send one request: after any pause a
+// 429 imposed, and when the token bucket has a token. It returns ctx.Err()
+// when ctx ends first.
+func (p *pacer) wait(ctx context.Context, sleep func(context.Context, time.Duration) error) error {
+	until := p.pausedUntil()
+	if err := sleep(ctx, until.Sub(p.now())); err != nil {
+		return err
 	}
-	return p.limiter.Wait(ctx)
+	now := p.now()
+	r := p.limiter.ReserveN(now, 1)
+	if err := sleep(ctx, r.DelayFrom(now)); err != nil {
+		// Give the token back: the request is not sent.
+		r.CancelAt(p.now())
+		return err
+	}
+	// A 429 answered to another worker while this one waited for its token
+	// pauses this one too.
+	if again := p.pausedUntil(); again.After(until) {
+		return sleep(ctx, again.Sub(p.now()))
+	}
+	return nil
 }
 
-// limited records a 429 and returns how long the caller should wait.
-func (p *pacer) limited(retryAfter, fallback time.Duration) time.Duration {
-	wait := retryAfter
-	if wait <= 0 {
-		wait = fallback
-	}
+func (p *pacer) pausedUntil() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if until := time.Now().Add(wait); until.After(p.paused) {
-		p.paused = until
-	}
-	if l := p.limiter.Limit() / 2; l >= p.base/16 {
-		p.limiter.SetLimit(l)
-	}
-	return wait
+	return p.paused
 }
 
-// succeeded lets the rate recover towards the configured limit.
+// limited records a 429 to a request sent at sent: every worker pauses
+// for wait, and the rate halves (down to 1/16 of the configured one). 429s
+// to requests sent before the last halving are the same overload, already
+// answered, so they do not halve it again.
+func (p *pacer) limited(sent time.Time, wait time.Duration) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until := now.Add(wait); until.After(p.paused) {
+		p.paused = until
+	}
+	if sent.After(p.lastCut) {
+		p.limiter.SetLimitAt(now, max(p.limiter.Limit()/2, p.base/16))
+		p.lastCut = now
+	}
+}
+
+// succeeded lets the rate recover towards the configured limit, by a
+// twentieth of it per success.
 func (p *pacer) succeeded() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l := p.limiter.Limit(); l < p.base {
-		p.limiter.SetLimit(min(p.base, l+p.base/20))
+		p.limiter.SetLimitAt(p.now(), min(p.base, l+p.base/20))
 	}
 }

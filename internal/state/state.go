@@ -328,8 +328,12 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 			return fmt.Errorf("state: record deliveries: %w", err)
 		}
 		defer stmt.Close()
+		// The transaction is bound to ctx already (database/sql rolls it
+		// back when ctx ends); a cancellable context on every statement
+		// would only cost the driver a goroutine per row to watch it.
+		rowCtx := context.WithoutCancel(ctx)
 		for _, d := range c.Delivered {
-			if _, err := stmt.ExecContext(ctx, d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
+			if _, err := stmt.ExecContext(rowCtx, d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
 				return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
 			}
 		}

@@ -157,7 +157,6 @@ type Report struct {
 	FingerprintChanged bool            `json:"fingerprint_changed,omitempty"`
 	StartedAt          time.Time       `json:"started_at"`
 	Duration           time.Duration   `json:"duration_ns"`
-	Requests           int             `json:"-"`
 }
 
 // Failed is the number of rows that ended the pass in the error store.
