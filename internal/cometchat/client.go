@@ -90,9 +90,11 @@ func New(cfg Config, log *zap.Logger) *Client {
 		cfg:        cfg,
 		http:       &http.Client{Transport: tr},
 		log:        log,
-		importPace: newPacer(cfg.ImportPerMinute),
-		otherPace:  newPacer(cfg.OtherPerMinute),
-		sleep:      sleepCtx,
+		importPace: newPacer(cfg.ImportPerMinute, 1),
+		// Updates come in bursts (a batch of changed groups) against a limit
+		// two orders of magnitude higher: one second's share may go at once.
+		otherPace: newPacer(cfg.OtherPerMinute, max(1, int(cfg.OtherPerMinute/60))),
+		sleep:     sleepCtx,
 	}
 }
 
@@ -467,14 +469,15 @@ type pacer struct {
 	lastCut time.Time // when the rate was last halved
 }
 
-// newPacer allows perMinute requests a minute, evenly spread, with a burst
-// of one. A larger burst would let the client run ahead of the limit
-// whenever its bucket is fuller than the server's, for example at the start
-// when both are full: the server then answers 429, and a 429 costs every
-// worker the whole Retry-After (at least a second). See docs/PACING.md.
-func newPacer(perMinute float64) *pacer {
+// newPacer allows perMinute requests a minute, evenly spread, with the
+// given burst. Imports use a burst of one: a larger burst would let the
+// client run ahead of the limit whenever its bucket is fuller than the
+// server's, for example at the start when both are full; the server then
+// answers 429, and a 429 costs every worker the whole Retry-After (at least
+// a second). See docs/PACING.md.
+func newPacer(perMinute float64, burst int) *pacer {
 	base := rate.Limit(perMinute / 60)
-	return &pacer{limiter: rate.NewLimiter(base, 1), base: base, now: time.Now}
+	return &pacer{limiter: rate.NewLimiter(base, burst), base: base, now: time.Now}
 }
 
 // wait blocks until this class may send one request: after any pause a
