@@ -111,6 +111,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	if err != nil {
 		return nil, failedErr(err)
 	}
+	if m != nil {
+		// The last success survives restarts and failed CronJob runs.
+		if last, err := e.store.LastSuccess(ctx); err == nil {
+			m.SetLastSuccess(last)
+		}
+	}
 	sc := cfg.Source
 	e.src, err = source.Open(ctx, source.Config{
 		Driver: sc.Driver, DSN: sc.DSN, Query: sc.Query,

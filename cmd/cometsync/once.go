@@ -162,6 +162,9 @@ func recordPass(eng *engine, rep syncer.Report, runErr error) {
 	if err == nil {
 		err = eng.store.SetLastPass(context.Background(), raw)
 	}
+	if err == nil && runErr == nil {
+		err = eng.store.SetLastSuccess(context.Background(), lp.FinishedAt)
+	}
 	if err != nil {
 		eng.log.Warn("could not record the pass summary", zap.Error(err))
 	}

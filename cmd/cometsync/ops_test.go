@@ -184,12 +184,22 @@ func TestOncePushesMetricsToThePushgateway(t *testing.T) {
 	e.configure(func(o *cfgOpts) { o.extra = fmt.Sprintf("metrics:\n  pushgateway: %q\n", gw.URL) })
 	e.once(0)
 	mu.Lock()
-	defer mu.Unlock()
 	if path != "PUT /metrics/job/cometsync" {
 		t.Errorf("push went to %q", path)
 	}
-	if !strings.Contains(pushed, "cometsync_rows_total") || !strings.Contains(pushed, "cometsync_last_success_timestamp_seconds") {
+	if !strings.Contains(pushed, `cometsync_rows_total{outcome="imported"} 4`) || !strings.Contains(pushed, "cometsync_last_success_timestamp_seconds 1.") {
 		t.Errorf("pushed metrics lack the pass figures: %q", pushed)
+	}
+	mu.Unlock()
+	// A failed run replaces what the job pushed: it must still carry the
+	// last success, or "no success for N minutes" alerts would misfire.
+	e.configure(func(o *cfgOpts) { o.apiKey = "sk-wrong-333" })
+	e.addGroups(1)
+	e.once(1)
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(pushed, "cometsync_last_success_timestamp_seconds 1.") || !strings.Contains(pushed, `cometsync_passes_total{result="failure"} 1`) {
+		t.Errorf("a failed run pushed no last success: %q", pushed)
 	}
 }
 

@@ -146,6 +146,14 @@ func (m *Metrics) ObservePass(p Pass) {
 	m.parkedRows.Set(float64(p.ParkedRows))
 }
 
+// SetLastSuccess sets the last success time, e.g. from the state when a
+// process starts, so a restart or a failed CronJob run does not report 0.
+func (m *Metrics) SetLastSuccess(t time.Time) {
+	if !t.IsZero() {
+		m.lastSuccess.Set(float64(t.UnixMilli()) / 1000)
+	}
+}
+
 // SetCursorLag updates the lag while a pass is under way.
 func (m *Metrics) SetCursorLag(d time.Duration) {
 	if d >= 0 {

@@ -52,6 +52,7 @@ const (
 	keyFingerprint = "fingerprint"
 	keyLastPass    = "last_pass"
 	keyResync      = "resync_in_progress"
+	keyLastSuccess = "last_success"
 )
 
 // LockedError says another cometsync process holds the state file.
@@ -246,6 +247,24 @@ func (s *Store) LastPass(ctx context.Context) (json.RawMessage, error) {
 // SetLastPass stores the figures of the pass that just ended.
 func (s *Store) SetLastPass(ctx context.Context, summary json.RawMessage) error {
 	return setMeta(ctx, s.db, keyLastPass, string(summary))
+}
+
+// LastSuccess is when the last pass that completed ended; zero before any.
+func (s *Store) LastSuccess(ctx context.Context) (time.Time, error) {
+	v, ok, err := s.meta(ctx, keyLastSuccess)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("state: read last success %q: %w", v, err)
+	}
+	return t, nil
+}
+
+// SetLastSuccess records when a pass completed.
+func (s *Store) SetLastSuccess(ctx context.Context, t time.Time) error {
+	return setMeta(ctx, s.db, keyLastSuccess, t.UTC().Format(time.RFC3339Nano))
 }
 
 // Delivered is what the state remembers of a group it delivered.
