@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -173,11 +175,12 @@ func TestOncePushesMetricsToThePushgateway(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(4)
 	var mu sync.Mutex
-	var pushed, path string
+	var pushed map[string]float64
+	var path string
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
+		m := decodeMetrics(t, r)
 		mu.Lock()
-		pushed, path = string(b), r.Method+" "+r.URL.Path
+		pushed, path = m, r.Method+" "+r.URL.Path
 		mu.Unlock()
 	}))
 	defer gw.Close()
@@ -187,8 +190,9 @@ func TestOncePushesMetricsToThePushgateway(t *testing.T) {
 	if path != "PUT /metrics/job/cometsync" {
 		t.Errorf("push went to %q", path)
 	}
-	if !strings.Contains(pushed, `cometsync_rows_total{outcome="imported"} 4`) || !strings.Contains(pushed, "cometsync_last_success_timestamp_seconds 1.") {
-		t.Errorf("pushed metrics lack the pass figures: %q", pushed)
+	last := pushed["cometsync_last_success_timestamp_seconds"]
+	if pushed[`cometsync_rows_total{outcome="imported"}`] != 4 || last < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("pushed metrics lack the pass figures: %v", pushed)
 	}
 	mu.Unlock()
 	// A failed run replaces what the job pushed: it must still carry the
@@ -198,8 +202,42 @@ func TestOncePushesMetricsToThePushgateway(t *testing.T) {
 	e.once(1)
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(pushed, "cometsync_last_success_timestamp_seconds 1.") || !strings.Contains(pushed, `cometsync_passes_total{result="failure"} 1`) {
-		t.Errorf("a failed run pushed no last success: %q", pushed)
+	if pushed["cometsync_last_success_timestamp_seconds"] != last || pushed[`cometsync_passes_total{result="failure"}`] != 1 {
+		t.Errorf("a failed run did not push the last success (%v): %v", last, pushed)
+	}
+}
+
+// decodeMetrics reads a push in whatever format the client chose into
+// `name{label="value",...}` -> value (counters, gauges and untyped).
+func decodeMetrics(t *testing.T, r *http.Request) map[string]float64 {
+	out := map[string]float64{}
+	dec := expfmt.NewDecoder(r.Body, expfmt.ResponseFormat(r.Header))
+	for {
+		var mf dto.MetricFamily
+		if err := dec.Decode(&mf); err != nil {
+			if err != io.EOF {
+				t.Errorf("decode pushed metrics: %v", err)
+			}
+			return out
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := mf.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] = m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				out[name] = m.GetUntyped().GetValue()
+			}
+		}
 	}
 }
 
