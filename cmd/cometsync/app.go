@@ -190,9 +190,12 @@ func (e *engine) observePass(rep syncer.Report, runErr error) {
 	m.Rows(metrics.OutcomeUnchanged, rep.Unchanged)
 	m.Rows(metrics.OutcomeFailed, rep.Rejected)
 	m.Rows(metrics.OutcomeInvalid, rep.Invalid)
-	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: time.Now(), CursorLag: rep.CursorLag}
+	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag}
 	if total, parked, err := e.store.FailedRows(context.Background()); err == nil {
 		p.FailedRows, p.ParkedRows = total, parked
 	}
 	m.ObservePass(p)
 }
+
+// passEnd is when a pass ended, as the state and the metrics record it.
+func passEnd(rep syncer.Report) time.Time { return rep.StartedAt.Add(rep.Duration).UTC() }

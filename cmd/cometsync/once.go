@@ -154,7 +154,7 @@ type lastPass struct {
 }
 
 func recordPass(eng *engine, rep syncer.Report, runErr error) {
-	lp := lastPass{Report: rep, FinishedAt: time.Now().UTC(), OK: runErr == nil}
+	lp := lastPass{Report: rep, FinishedAt: passEnd(rep), OK: runErr == nil}
 	if runErr != nil {
 		lp.Error = runErr.Error()
 	}
