@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -31,6 +32,22 @@ func loadConfig(path string) (*config.Config, error) {
 		return nil, usageErr(err)
 	}
 	return cfg, nil
+}
+
+// prepare is what every command that runs against the config starts with:
+// the config, the logger, and a context that SIGINT/SIGTERM cancels. stop
+// releases the signal handler and flushes the logger.
+func prepare(cmd *cobra.Command, path string) (*config.Config, *zap.Logger, context.Context, func(), error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	log, err := newLogger(cfg, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ctx, cancel := signalContext(cmd.Context(), log)
+	return cfg, log, ctx, func() { cancel(); _ = log.Sync() }, nil
 }
 
 // newLogger builds the process logger: JSON on stderr, or console when

@@ -32,15 +32,10 @@ problem is listed; the exit code is 0 when there is none, 1 otherwise (2 when
 the config itself cannot be read). Run it first against your real database.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, log, ctx, stop, err := prepare(cmd, path)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cfg, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext(cmd.Context(), log)
 			defer stop()
 			problems := runCheck(ctx, cfg, log, sample, cmd.OutOrStdout())
 			if problems > 0 {

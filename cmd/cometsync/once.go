@@ -34,16 +34,10 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 2 bad config or usage.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, log, ctx, stop, err := prepare(cmd, path)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cfg, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer log.Sync() //nolint:errcheck // stderr
-			ctx, stop := signalContext(cmd.Context(), log)
 			defer stop()
 			return runOnce(ctx, cfg, log, resync, dryRun, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

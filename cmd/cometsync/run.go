@@ -28,16 +28,10 @@ http.listen serves /healthz (alive), /readyz (200 once a pass succeeded within
 the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, log, ctx, stop, err := prepare(cmd, path)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cfg, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer log.Sync() //nolint:errcheck // stderr
-			ctx, stop := signalContext(cmd.Context(), log)
 			defer stop()
 
 			m := metrics.New(version, true)
