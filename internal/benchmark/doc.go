@@ -9,12 +9,18 @@
 // (users joined as owners, an (updated_at, id) index), and run
 // `cometsync once` as a child process against a SELECT-only user and an
 // emulator served by the benchmark process, so that the figures include
-// process start-up and the child's peak RSS can be read from its rusage.
+// process start-up. The child is started through a small go-between (the
+// test binary itself, see spawnEnv in spawn_test.go): started straight from
+// the benchmark process, the child's ru_maxrss would report the benchmark
+// process's own peak RSS, emulator included.
 //
 // They take minutes and run only when asked:
 //
 //	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./internal/benchmark
 //
-// A plain `go test ./...` only runs the quick harness test here.
-// docs/PERFORMANCE.md records the figures and what dominates them.
+// A plain `go test ./...` only runs the quick tests of the harness here.
+// With COMETSYNC_BENCH_PERF=DIR, every child runs under `perf record -g`
+// writing DIR/<benchmark>.perf.data; BenchmarkPassInProcess100k wires a pass
+// in the test process for `go test -cpuprofile`. docs/PERFORMANCE.md records
+// the figures and what dominates them.
 package benchmark

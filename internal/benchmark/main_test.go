@@ -17,6 +17,10 @@ var srv *mariadbtest.Server
 var scratch string
 
 func TestMain(m *testing.M) {
+	if out := os.Getenv(spawnEnv); out != "" {
+		// This is not a test run but the spawner of one child (see spawn).
+		os.Exit(spawn(out, os.Args[1:]))
+	}
 	var err error
 	srv, err = mariadbtest.StartMain()
 	if err != nil {
