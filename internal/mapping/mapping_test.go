@@ -463,6 +463,10 @@ func TestHash(t *testing.T) {
 		"icon set":    func(g *cometchat.Group) { g.Icon = "https://x/y.png" },
 		"created at":  func(g *cometchat.Group) { g.CreatedAt = 1 },
 		"owner unset": func(g *cometchat.Group) { g.GroupOwnerDetails = nil },
+		// A boundary moved between fields or list items must change it too.
+		"name/type boundary": func(g *cometchat.Group) { g.Name, g.Type = "Groupp", "ublic" },
+		"tags joined":        func(g *cometchat.Group) { g.Tags = []string{"ab"} },
+		"owner uid/name":     func(g *cometchat.Group) { g.GroupOwnerDetails = &cometchat.OwnerDetails{UID: "u1A", Name: "nn"} },
 	}
 	for name, change := range changed {
 		t.Run(name, func(t *testing.T) {

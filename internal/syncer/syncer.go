@@ -204,12 +204,12 @@ var ErrInterrupted = errors.New("pass interrupted")
 
 // item is one row on its way to CometChat.
 type item struct {
-	key     string
-	keyJSON json.RawMessage
-	group   cometchat.Group
-	hash    string
-	present uint32
-	known   *state.Delivered // what the state believes CometChat has; a hint
+	key      string
+	keyValue source.Value // the tiebreaker as read, to re-read the row
+	group    cometchat.Group
+	hash     string
+	present  uint32
+	known    *state.Delivered // what the state believes CometChat has; a hint
 }
 
 // batch is a contiguous span of rows in read order: the items to send and
@@ -657,12 +657,12 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 
 // mappedRow is one row after mapping.
 type mappedRow struct {
-	ok      bool
-	key     string
-	keyJSON json.RawMessage
-	group   cometchat.Group
-	err     error
-	values  []any
+	ok       bool
+	key      string
+	keyValue source.Value // the tiebreaker as read, to re-read the row
+	group    cometchat.Group
+	err      error
+	values   []any
 }
 
 // mapRows maps a page and looks up, in one query, what the state knows of
@@ -671,12 +671,8 @@ func (p *pass) mapRows(ctx context.Context, rows []source.Row) ([]mappedRow, map
 	out := make([]mappedRow, len(rows))
 	guids := make([]string, 0, len(rows))
 	for i, r := range rows {
-		kj, err := json.Marshal(r.Key)
-		if err != nil {
-			return nil, nil, &PassError{Stage: StageSource, Err: fmt.Errorf("encode key %s: %w", r.Key, err)}
-		}
 		g, err := p.s.mapper.Map(r.Values)
-		out[i] = mappedRow{ok: err == nil, key: r.Key.String(), keyJSON: kj, group: g, err: err, values: r.Values}
+		out[i] = mappedRow{ok: err == nil, key: r.Key.String(), keyValue: r.Key, group: g, err: err, values: r.Values}
 		if err == nil {
 			guids = append(guids, g.GUID)
 		}
@@ -703,7 +699,7 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		guid := m.group.GUID // set when the guid itself was valid
 		b.done.Invalid++
 		b.changes.Failed = append(b.changes.Failed, state.Failure{
-			RowKey: m.key, KeyJSON: m.keyJSON, GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
+			RowKey: m.key, KeyJSON: keyJSON(m.keyValue), GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
 		})
 		if p.opts.DryRun != nil {
 			p.s.log.Warn("invalid row", zap.String("key", m.key), zap.String("guid", guid), zap.String("error", m.err.Error()))
@@ -728,7 +724,7 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		}
 	}
 	b.guids[m.group.GUID] = true
-	b.items = append(b.items, item{key: m.key, keyJSON: m.keyJSON, group: m.group, hash: h, present: mapping.Present(m.group), known: kn})
+	b.items = append(b.items, item{key: m.key, keyValue: m.keyValue, group: m.group, hash: h, present: mapping.Present(m.group), known: kn})
 }
 
 // CodeInvalidRow is the error code of rows that break CometChat's
@@ -902,7 +898,7 @@ func (p *pass) reject(b *batch, it *item, code, msg string) {
 	}
 	b.done.Rejected++
 	b.changes.Failed = append(b.changes.Failed, state.Failure{
-		RowKey: it.key, KeyJSON: it.keyJSON, GUID: it.group.GUID, Code: code, Message: msg, RowHash: it.hash,
+		RowKey: it.key, KeyJSON: keyJSON(it.keyValue), GUID: it.group.GUID, Code: code, Message: msg, RowHash: it.hash,
 	})
 }
 
@@ -927,4 +923,15 @@ func hashValues(values []any) string {
 		h.Write([]byte{1})
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// keyJSON encodes a row's key for the error store; only failed rows need
+// it, so it is not computed for every row read.
+func keyJSON(v source.Value) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Value always encodes; keep the row rather than lose it.
+		b, _ = json.Marshal(map[string]string{"kind": "text", "value": v.String()})
+	}
+	return b
 }
