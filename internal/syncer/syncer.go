@@ -202,6 +202,13 @@ func (e *PassError) Unwrap() error { return e.Err }
 // acknowledged before is recorded.
 var ErrInterrupted = errors.New("pass interrupted")
 
+// Group commit of batch outcomes: at most commitEvery batches in one
+// transaction, written at most commitDelay after the first of them came.
+const (
+	commitEvery = 8
+	commitDelay = 20 * time.Millisecond
+)
+
 // item is one row on its way to CometChat.
 type item struct {
 	key      string
@@ -432,17 +439,65 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 	}()
 
 	// The collector: records each batch's outcome and moves the checkpoint
-	// over the contiguous prefix of finished batches.
+	// over the contiguous prefix of finished batches. Outcomes that arrive
+	// close together are written in one transaction (a commit costs more
+	// than a batch's rows), never later than commitDelay after they came.
 	finished := map[int]*batch{}
 	next := 0
 	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+			stopReading()
+		}
+	}
+	var pending state.Changes
+	var pendingDone Report
+	pendingN := 0
 	lastProgress := s.now()
-	for r := range results {
-		if r.err != nil {
-			if firstErr == nil {
-				firstErr = r.err
-				stopReading()
+	flush := func() {
+		if pendingN == 0 {
+			return
+		}
+		ch, done := pending, pendingDone
+		pending, pendingDone, pendingN = state.Changes{}, Report{}, 0
+		if p.opts.DryRun == nil {
+			if err := s.store.Apply(sendCtx, ch); err != nil {
+				fail(&PassError{Stage: StageState, Err: err})
+				return
 			}
+		}
+		p.rep.add(done)
+		if ch.Checkpoint != nil {
+			p.rep.Checkpoint = ch.Checkpoint
+		}
+		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
+			lastProgress = s.now()
+			s.Progress(*p.rep)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var r result
+		var ok bool
+		if pendingN == 0 {
+			r, ok = <-results
+		} else {
+			timer.Reset(commitDelay)
+			select {
+			case r, ok = <-results:
+			case <-timer.C:
+				flush()
+				continue
+			}
+		}
+		if !ok {
+			flush()
+			break
+		}
+		if r.err != nil {
+			fail(r.err)
 			continue
 		}
 		finished[r.b.seq] = r.b
@@ -458,30 +513,20 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 				cp = b.end
 			}
 		}
-		ch := r.b.changes
+		pending.Delivered = append(pending.Delivered, r.b.changes.Delivered...)
+		pending.Failed = append(pending.Failed, r.b.changes.Failed...)
+		pending.Cleared = append(pending.Cleared, r.b.changes.Cleared...)
 		if cp != nil {
 			raw, err := json.Marshal(cp)
 			if err != nil {
 				return fmt.Errorf("encode checkpoint: %w", err)
 			}
-			ch.Checkpoint = raw
+			pending.Checkpoint = raw
 		}
-		if p.opts.DryRun == nil {
-			if err := s.store.Apply(sendCtx, ch); err != nil {
-				if firstErr == nil {
-					firstErr = &PassError{Stage: StageState, Err: err}
-					stopReading()
-				}
-				continue
-			}
-		}
-		p.rep.add(r.b.done)
-		if ch.Checkpoint != nil {
-			p.rep.Checkpoint = ch.Checkpoint
-		}
-		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
-			lastProgress = s.now()
-			s.Progress(*p.rep)
+		pendingDone.add(r.b.done)
+		pendingN++
+		if pendingN >= commitEvery {
+			flush()
 		}
 	}
 	if firstErr != nil {
