@@ -63,6 +63,10 @@ type Emulator struct {
 	inFlight int
 	faults   Faults
 	chaos    *chaos
+
+	// referenceOnly turns the import fast path off, for the tests that
+	// hold it to the reference path's answers.
+	referenceOnly bool
 }
 
 // record is one stored group plus what cometchat.Group cannot hold.

@@ -19,6 +19,25 @@ var importFields = []string{"guid", "name", "type", "password", "icon", "owner",
 type importRow struct {
 	key string
 	raw json.RawMessage
+	// group is the row as stored, when decoded is set: the fast path
+	// decodes only rows that decodeImportGroup accepts.
+	group   cometchat.Group
+	decoded bool
+}
+
+// decode checks the row against the documented constraints and returns it
+// as it is stored. Rows the fast path has not vouched for get the
+// reference path, which also words every error.
+func (row importRow) decode(fast bool) (cometchat.Group, *fieldError) {
+	if row.decoded {
+		return row.group, nil
+	}
+	if fast {
+		if g, ok := decodeImportGroupFast(row); ok {
+			return g, nil
+		}
+	}
+	return decodeImportGroup(row)
 }
 
 // rowResult is one entry of the answer's data object.
@@ -33,6 +52,12 @@ type rowError struct {
 	Message string `json:"message"`
 }
 
+// importAnswer is the body of a 200 answer to an import: one entry per
+// row, under its lowercased guid.
+type importAnswer struct {
+	Data map[string]rowResult `json:"data"`
+}
+
 // handleImport serves POST /data_import/groups. With partial set it imports
 // the first half of the rows (rounded down) and then fails the request, as
 // the real endpoint can.
@@ -42,23 +67,33 @@ func (e *Emulator) handleImport(w http.ResponseWriter, body []byte, partial bool
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
 	if partial {
-		for _, row := range rows[:len(rows)/2] {
-			e.importRow(row, reject)
-		}
+		e.importRows(rows[:len(rows)/2], reject)
 		return writeError(w, http.StatusInternalServerError, codeException,
 			fmt.Sprintf("internal error (emulated) after %d of %d groups were processed; some may exist now", len(rows)/2, len(rows)))
 	}
+	results := e.importRows(rows, reject)
 	data := make(map[string]rowResult, len(rows))
-	for _, row := range rows {
-		data[strings.ToLower(row.key)] = e.importRow(row, reject)
+	for i, row := range rows {
+		data[strings.ToLower(row.key)] = results[i]
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"data": data})
+	return writeJSON(w, http.StatusOK, importAnswer{Data: data})
 }
 
 // parseImport reads the request body into its rows, keeping their order. A
 // non-empty message means the whole request is refused with 400 and nothing
 // is imported.
 func (e *Emulator) parseImport(body []byte) ([]importRow, string) {
+	if !e.referenceOnly {
+		if rows, ok := e.parseImportFast(body); ok {
+			return rows, ""
+		}
+	}
+	return e.parseImportReference(body)
+}
+
+// parseImportReference is parseImport as specified: it alone words the
+// messages of refused requests.
+func (e *Emulator) parseImportReference(body []byte) ([]importRow, string) {
 	top, ferr := decodeObject(body, "body")
 	if ferr != nil {
 		return nil, "the body must be a JSON object {\"groups\": {\"<guid>\": {...}}}"
@@ -104,36 +139,59 @@ func (e *Emulator) parseImport(body []byte) ([]importRow, string) {
 	return rows, ""
 }
 
-// importRow validates and stores one row; an existing guid is left as it is.
-func (e *Emulator) importRow(row importRow, reject func(string) (string, string, bool)) rowResult {
-	g, ferr := decodeImportGroup(row)
-	if ferr != nil {
-		code := ferr.code
-		if code == "" {
-			code = codeInvalidGroup
-		}
-		return rowResult{Error: &rowError{Code: code, Message: ferr.message()}}
+// importRows validates the rows and stores them; an existing guid is left as
+// it is. RejectRow is asked about each valid row without the lock held; the
+// rows it lets through are then stored under one hold of the lock, rather
+// than one per row.
+func (e *Emulator) importRows(rows []importRow, reject func(string) (string, string, bool)) []rowResult {
+	results := make([]rowResult, len(rows))
+	type pending struct {
+		i       int
+		group   cometchat.Group
+		created int64
 	}
-	if reject != nil {
-		if code, msg, ok := reject(g.GUID); ok {
+	store := make([]pending, 0, len(rows))
+	for i, row := range rows {
+		g, ferr := row.decode(!e.referenceOnly)
+		if ferr != nil {
+			code := ferr.code
 			if code == "" {
-				code = codeRowFailed
+				code = codeInvalidGroup
 			}
-			return rowResult{Error: &rowError{Code: code, Message: msg}}
+			results[i] = rowResult{Error: &rowError{Code: code, Message: ferr.message()}}
+			continue
 		}
+		if reject != nil {
+			if code, msg, ok := reject(g.GUID); ok {
+				if code == "" {
+					code = codeRowFailed
+				}
+				results[i] = rowResult{Error: &rowError{Code: code, Message: msg}}
+				continue
+			}
+		}
+		store = append(store, pending{i: i, group: g, created: e.now().Unix()})
 	}
-	now := e.now().Unix()
+	if len(store) == 0 {
+		return results
+	}
+	views := make([]groupView, len(store))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, exists := e.groups[g.GUID]; exists {
-		return rowResult{Error: &rowError{Code: codeGUIDExists,
-			Message: fmt.Sprintf("group %q already exists; update it with PUT /groups/%s", g.GUID, g.GUID)}}
+	for j, p := range store {
+		guid := p.group.GUID
+		if _, exists := e.groups[guid]; exists {
+			results[p.i] = rowResult{Error: &rowError{Code: codeGUIDExists,
+				Message: fmt.Sprintf("group %q already exists; update it with PUT /groups/%s", guid, guid)}}
+			continue
+		}
+		rec := &record{group: p.group, created: p.created}
+		e.groups[guid] = rec
+		e.stats.ImportedRows++
+		views[j] = rec.view()
+		results[p.i] = rowResult{Success: true, Data: &views[j]}
 	}
-	rec := &record{group: g, created: now}
-	e.groups[g.GUID] = rec
-	e.stats.ImportedRows++
-	v := rec.view()
-	return rowResult{Success: true, Data: &v}
+	return results
 }
 
 // decodeImportGroup checks one row against the documented constraints and
