@@ -121,7 +121,7 @@ func Open(path string, opts Options) (*Store, error) {
 		// WAL with NORMAL sync: a commit survives a process crash (power
 		// loss may lose the last ones, which are then re-sent). A larger
 		// cache and rarer checkpoints cut the cost of a batch's upserts.
-		dsn += "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-8000)&_pragma=wal_autocheckpoint(16384)"
+		dsn += "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(16384)"
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
