@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -461,6 +463,9 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 		}
 		ch, done := pending, pendingDone
 		pending, pendingDone, pendingN = state.Changes{}, Report{}, 0
+		// In guid order the upserts walk the index instead of jumping
+		// around it: fewer pages touched per transaction.
+		slices.SortFunc(ch.Delivered, func(a, b state.Delivered) int { return strings.Compare(a.GUID, b.GUID) })
 		if p.opts.DryRun == nil {
 			if err := s.store.Apply(sendCtx, ch); err != nil {
 				fail(&PassError{Stage: StageState, Err: err})
