@@ -474,9 +474,10 @@ func (m *Mapper) Fingerprint(query string, extra ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Hash is a content hash of an import object: hex of the first 16 bytes of
-// the SHA-256 of its JSON encoding. Equal objects hash equal, so an
-// unchanged row need not be sent again.
+// Hash is a content hash of an import object: the first 16 bytes of a
+// SHA-256 over its fields, as an opaque (not printable) string. Equal
+// objects hash equal, so an unchanged row need not be sent again. It is
+// kept raw rather than in hex because the state stores one per group.
 func Hash(g cometchat.Group) string {
 	// A length-prefixed field-by-field encoding rather than JSON: the same
 	// guarantee (equal objects hash equal, any difference changes the hash)
@@ -517,7 +518,7 @@ func Hash(g cometchat.Group) string {
 		num(o.DeactivatedAt)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+	return string(sum[:16])
 }
 
 // Present returns the Field* bits of the optional fields that g carries.

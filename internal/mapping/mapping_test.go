@@ -446,8 +446,8 @@ func TestHash(t *testing.T) {
 	g := cometchat.Group{GUID: "g1", Name: "Group", Type: "public", Tags: []string{"a", "b"},
 		Metadata: json.RawMessage(`{"x":1}`), GroupOwnerDetails: &cometchat.OwnerDetails{UID: "u1", Name: "Ann"}}
 	h := Hash(g)
-	if len(h) != 32 {
-		t.Fatalf("Hash = %q, want 32 hex digits", h)
+	if len(h) != 16 {
+		t.Fatalf("Hash = %q, want 16 bytes", h)
 	}
 	same := g
 	same.Tags = []string{"a", "b"}

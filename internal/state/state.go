@@ -20,6 +20,10 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
 )
 
+// schemaVersion is the state's format, kept in SQLite's user_version. A
+// build refuses a state written in a newer format rather than misread it.
+const schemaVersion = 1
+
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -27,9 +31,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 CREATE TABLE IF NOT EXISTS delivered (
 	guid         TEXT PRIMARY KEY,
-	hash         TEXT NOT NULL,
+	hash         BLOB NOT NULL,
 	present      INTEGER NOT NULL,
-	row_key      TEXT NOT NULL,
 	delivered_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS row_errors (
@@ -42,7 +45,7 @@ CREATE TABLE IF NOT EXISTS row_errors (
 	first_seen INTEGER NOT NULL,
 	last_seen  INTEGER NOT NULL,
 	parked     INTEGER NOT NULL DEFAULT 0,
-	row_hash   TEXT NOT NULL
+	row_hash   BLOB NOT NULL
 );
 `
 
@@ -132,8 +135,18 @@ func Open(path string, opts Options) (*Store, error) {
 	// batch transactions strictly ordered.
 	db.SetMaxOpenConns(1)
 	s.db = db
+	var version int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	if version > schemaVersion {
+		s.Close()
+		return nil, fmt.Errorf("state %s was written by a newer cometsync (state format %d, this build knows %d): "+
+			"run the newer version, or give this one its own state.path", path, version, schemaVersion)
+	}
 	if !opts.ReadOnly {
-		if _, err := db.Exec(schema); err != nil {
+		if _, err := db.Exec(schema + fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion)); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("state: prepare %s: %w", path, err)
 		}
@@ -270,12 +283,14 @@ func (s *Store) SetLastSuccess(ctx context.Context, t time.Time) error {
 	return setMeta(ctx, s.db, keyLastSuccess, t.UTC().Format(time.RFC3339Nano))
 }
 
-// Delivered is what the state remembers of a group it delivered.
+// Delivered is what the state remembers of a group it delivered. The
+// table holds one of these for every group ever delivered, and a pass looks
+// up a page's guids in it, so it is kept small: at a million groups its
+// index must stay mostly in SQLite's page cache.
 type Delivered struct {
 	GUID    string
-	Hash    string // hash of the object last acknowledged by CometChat
+	Hash    string // hash of the object last acknowledged by CometChat (opaque bytes)
 	Present uint32 // which optional fields that object had
-	RowKey  string // the source row's tiebreaker, as text
 }
 
 // Known returns what the state remembers of these guids. It is a hint: the
@@ -284,7 +299,7 @@ func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered
 	out := make(map[string]Delivered, len(guids))
 	for start := 0; start < len(guids); start += 500 {
 		chunk := guids[start:min(start+500, len(guids))]
-		q := `SELECT guid, hash, present, row_key FROM delivered WHERE guid IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		q := `SELECT guid, hash, present FROM delivered WHERE guid IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
 		args := make([]any, len(chunk))
 		for i, g := range chunk {
 			args[i] = g
@@ -295,7 +310,7 @@ func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered
 		}
 		for rows.Next() {
 			var d Delivered
-			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present, &d.RowKey); err != nil {
+			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("state: read delivered hashes: %w", err)
 			}
@@ -344,8 +359,8 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 	// the write, and the collector that calls Apply is the one serial step
 	// of a pass. (A multi-row INSERT would need a statement journal.)
 	if len(c.Delivered) > 0 {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO delivered(guid, hash, present, row_key, delivered_at) VALUES(?,?,?,?,?)
-			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, row_key=excluded.row_key, delivered_at=excluded.delivered_at`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO delivered(guid, hash, present, delivered_at) VALUES(?,?,?,?)
+			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, delivered_at=excluded.delivered_at`)
 		if err != nil {
 			return fmt.Errorf("state: record deliveries: %w", err)
 		}
@@ -355,7 +370,7 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 		// would only cost the driver a goroutine per row to watch it.
 		rowCtx := context.WithoutCancel(ctx)
 		for _, d := range c.Delivered {
-			if _, err := stmt.ExecContext(rowCtx, d.GUID, d.Hash, d.Present, d.RowKey, now); err != nil {
+			if _, err := stmt.ExecContext(rowCtx, d.GUID, []byte(d.Hash), d.Present, now); err != nil {
 				return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
 			}
 		}
@@ -373,7 +388,7 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 				attempts = CASE WHEN row_errors.row_hash = excluded.row_hash THEN row_errors.attempts + 1 ELSE 1 END,
 				parked = CASE WHEN row_errors.row_hash = excluded.row_hash THEN row_errors.attempts + 1 >= ? ELSE 1 >= ? END,
 				last_seen=excluded.last_seen, row_hash=excluded.row_hash`,
-			f.RowKey, string(f.KeyJSON), f.GUID, f.Code, f.Message, now, now, boolInt(1 >= s.opts.ParkAfter), f.RowHash,
+			f.RowKey, string(f.KeyJSON), f.GUID, f.Code, f.Message, now, now, boolInt(1 >= s.opts.ParkAfter), []byte(f.RowHash),
 			s.opts.ParkAfter, s.opts.ParkAfter); err != nil {
 			return fmt.Errorf("state: record row error %s: %w", f.RowKey, err)
 		}

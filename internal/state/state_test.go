@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -123,7 +124,7 @@ func TestApplyCountsAttemptsAndParks(t *testing.T) {
 	if e := get(); e.Attempts != 1 || e.Parked {
 		t.Errorf("after the row changed: %+v", e)
 	}
-	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{GUID: "g7", Hash: "h", Present: 5, RowKey: "7"}},
+	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{GUID: "g7", Hash: "h", Present: 5}},
 		Checkpoint: json.RawMessage(`{"at":1}`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,5 +163,38 @@ func TestStateSurvivesReopen(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".lock"); err != nil {
 		t.Errorf("lock file: %v", err)
+	}
+}
+
+func TestStateOfANewerFormatIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path, Options{})
+	if _, err := s.db.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, opts := range []Options{{}, {ReadOnly: true}} {
+		_, err := Open(path, opts)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "newer cometsync") {
+			t.Errorf("open (read-only %v) of a state in format 99: %v, want a refusal naming the file", opts.ReadOnly, err)
+		}
+	}
+}
+
+// Hashes are raw bytes: any byte, NUL included, must come back as stored,
+// or every group would look changed on the next pass.
+func TestKnownReturnsRawHashesAsStored(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{})
+	ctx := context.Background()
+	raw := "\x00\xff\x10abc\x00\x80\xfe\x01\x02\x03\x04\x05\x06\x07"
+	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{GUID: "g1", Hash: raw, Present: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	known, err := s.Known(ctx, []string{"g1", "g2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := known["g1"]; !ok || d.Hash != raw || d.Present != 3 || len(known) != 1 {
+		t.Errorf("Known = %+v, want g1 with hash %q and present 3 only", known, raw)
 	}
 }

@@ -7,7 +7,6 @@ package syncer
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -935,7 +934,7 @@ func updateFor(it *item) cometchat.Update {
 }
 
 func (p *pass) delivered(b *batch, it *item) {
-	b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: it.group.GUID, Hash: it.hash, Present: it.present, RowKey: it.key})
+	b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: it.group.GUID, Hash: it.hash, Present: it.present})
 	if _, had := p.errKeys[it.key]; had {
 		b.changes.Cleared = append(b.changes.Cleared, it.key)
 		b.done.Cleared++
@@ -972,7 +971,7 @@ func hashValues(values []any) string {
 		}
 		h.Write([]byte{1})
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return string(h.Sum(nil)[:16])
 }
 
 // keyJSON encodes a row's key for the error store; only failed rows need
