@@ -198,3 +198,102 @@ func TestKnownReturnsRawHashesAsStored(t *testing.T) {
 		t.Errorf("Known = %+v, want g1 with hash %q and present 3 only", known, raw)
 	}
 }
+
+func deliveries(hash string, guids ...string) Changes {
+	var c Changes
+	for _, g := range guids {
+		c.Delivered = append(c.Delivered, Delivered{GUID: g, Hash: hash, Present: 1})
+	}
+	return c
+}
+
+func hasGUIDIndex(t *testing.T, s *Store) bool {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'delivered_guid'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// A first backfill appends and indexes once at the end. What the next pass
+// sees must be exactly what row-by-row upserts would have left: the latest
+// delivery of each guid, found by Known.
+func TestBulkLoadLeavesWhatUpsertsWould(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{})
+	ctx := context.Background()
+	on, err := s.BeginBulkLoad(ctx)
+	if err != nil || !on {
+		t.Fatalf("BeginBulkLoad on an empty state: %v, %v; want bulk mode on", on, err)
+	}
+	if hasGUIDIndex(t, s) {
+		t.Error("the guid index is still there during a bulk load")
+	}
+	for _, c := range []Changes{deliveries("old", "g1", "g2"), deliveries("new", "g2", "g3")} {
+		if err := s.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k, err := s.Known(ctx, []string{"g1", "g2"}); err != nil || len(k) != 0 {
+		t.Errorf("Known during a bulk load: %v, %v; want nothing (the table was empty when it began)", k, err)
+	}
+	if err := s.EndBulkLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Known(ctx, []string{"g1", "g2", "g3", "g4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k) != 3 || k["g1"].Hash != "old" || k["g2"].Hash != "new" || k["g3"].Hash != "new" {
+		t.Errorf("after the bulk load Known = %+v, want g1 old, g2 new (its latest delivery), g3 new", k)
+	}
+	// Back to upserts: a guid delivered again replaces its row.
+	if err := s.Apply(ctx, deliveries("newer", "g1")); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := s.Known(ctx, []string{"g1"}); k["g1"].Hash != "newer" {
+		t.Errorf("upsert after the bulk load: %+v", k)
+	}
+	var rows int
+	if err := s.db.QueryRow(`SELECT count(*) FROM delivered`).Scan(&rows); err != nil || rows != 3 {
+		t.Errorf("delivered holds %d rows (%v), want 3: one per guid", rows, err)
+	}
+	// A state that has deliveries never goes into bulk mode.
+	if on, err := s.BeginBulkLoad(ctx); err != nil || on {
+		t.Errorf("BeginBulkLoad with deliveries recorded: %v, %v; want off", on, err)
+	}
+}
+
+// A process that dies during a bulk load leaves no index; the next Open
+// builds it, so nothing delivered is forgotten.
+func TestOpenIndexesAfterABulkLoadThatDied(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if on, err := s.BeginBulkLoad(ctx); err != nil || !on {
+		t.Fatalf("BeginBulkLoad: %v, %v", on, err)
+	}
+	if err := s.Apply(ctx, deliveries("a", "g1", "g2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, deliveries("b", "g2")); err != nil {
+		t.Fatal(err)
+	}
+	// A reader beside the loading writer answers without the index.
+	ro := open(t, path, Options{ReadOnly: true})
+	if k, err := ro.Known(ctx, []string{"g1"}); err != nil || len(k) != 0 {
+		t.Errorf("read-only Known during a bulk load: %v, %v; want nothing, no error", k, err)
+	}
+	s.Close() // no EndBulkLoad: the process died
+	s = open(t, path, Options{})
+	if !hasGUIDIndex(t, s) {
+		t.Fatal("Open did not build the guid index again")
+	}
+	k, err := s.Known(ctx, []string{"g1", "g2"})
+	if err != nil || len(k) != 2 || k["g1"].Hash != "a" || k["g2"].Hash != "b" {
+		t.Errorf("Known after reopening: %+v, %v; want g1 a, g2 b", k, err)
+	}
+}

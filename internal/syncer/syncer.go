@@ -51,6 +51,8 @@ type Store interface {
 	ResyncInProgress(ctx context.Context) (bool, error)
 	StartResync(ctx context.Context) error
 	FinishResync(ctx context.Context) error
+	BeginBulkLoad(ctx context.Context) (bool, error)
+	EndBulkLoad(ctx context.Context) error
 	Known(ctx context.Context, guids []string) (map[string]state.Delivered, error)
 	ErrorKeys(ctx context.Context) (map[string]state.ErrorKey, error)
 	RetryKeys(ctx context.Context) ([]json.RawMessage, error)
@@ -302,6 +304,23 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 			rep.ToGo = n
 		} else {
 			s.log.Warn("could not count the rows to go; progress will show no ETA", zap.Error(err))
+		}
+	}
+
+	if !dry {
+		// A first backfill (nothing delivered yet) lets the state append
+		// and index once at the end; see state.Store.BeginBulkLoad. The
+		// index is built even when the pass fails or is interrupted.
+		bulk, bulkErr := s.store.BeginBulkLoad(ctx)
+		if bulkErr != nil {
+			return fail(StageState, bulkErr)
+		}
+		if bulk {
+			defer func() {
+				if endErr := s.store.EndBulkLoad(context.WithoutCancel(ctx)); endErr != nil && err == nil {
+					rep, err = fail(StageState, endErr)
+				}
+			}()
 		}
 	}
 
