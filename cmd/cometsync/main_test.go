@@ -23,46 +23,13 @@ import (
 // database on it.
 var srv *mariadbtest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = mariadbtest.StartMain()
-	if err != nil {
-		// Integration tests never skip: no MariaDB is a failure.
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(mariadbtest.RunMain(m, &srv)) }
 
 const testAPIKey = "sk-test-9f8e7d6c5b4a"
 
-// schema is a typical application's groups table with owners joined from
-// users, and the (updated_at, id) index the keyset reads by.
-const schema = `
-CREATE TABLE users (uid VARCHAR(100) PRIMARY KEY, display_name VARCHAR(200), avatar_url VARCHAR(500));
-CREATE TABLE chat_groups (
-	id BIGINT PRIMARY KEY AUTO_INCREMENT,
-	guid VARCHAR(200) NOT NULL,
-	title VARCHAR(300),
-	kind VARCHAR(20),
-	join_password VARCHAR(200),
-	icon_url VARCHAR(3100),
-	created_at DATETIME(6),
-	created_ms BIGINT,
-	meta JSON,
-	tags VARCHAR(3000),
-	owner_uid VARCHAR(100),
-	updated_at DATETIME(6) NOT NULL,
-	KEY idx_cursor (updated_at, id)
-);`
-
-const query = `SELECT g.id, g.updated_at, g.guid, g.title AS name, g.kind AS type,
-       g.join_password AS password, g.icon_url AS icon, g.created_at,
-       g.meta AS metadata, g.tags, g.owner_uid,
-       u.display_name AS owner_name, u.avatar_url AS owner_avatar
-FROM chat_groups g LEFT JOIN users u ON u.uid = g.owner_uid`
+// query is the source.query of a test's config until it sets another,
+// often made by replacing part of this one.
+const query = mariadbtest.GroupsQuery
 
 // env is one test's world: a database, a CometChat emulator, a state
 // directory and a config file.
@@ -99,7 +66,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Close() })
-	if _, err := root.Exec(schema); err != nil {
+	if _, err := root.Exec(mariadbtest.GroupsSchema); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, root: root, reader: srv.CreateReader(t, rootDSN), dir: t.TempDir()}

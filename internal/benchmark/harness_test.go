@@ -23,40 +23,13 @@ import (
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/emulator"
 	"github.com/cometsync/cometsync/internal/mapping"
+	"github.com/cometsync/cometsync/internal/mariadbtest"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
 const apiKey = "sk-bench-0a1b2c3d4e5f"
-
-// schema is a typical application's groups table, as in
-// cmd/cometsync/main_test.go: owners joined from users, and the
-// (updated_at, id) index the keyset reads by.
-const schema = `
-CREATE TABLE users (uid VARCHAR(100) PRIMARY KEY, display_name VARCHAR(200), avatar_url VARCHAR(500));
-CREATE TABLE chat_groups (
-	id BIGINT PRIMARY KEY AUTO_INCREMENT,
-	guid VARCHAR(200) NOT NULL,
-	title VARCHAR(300),
-	kind VARCHAR(20),
-	join_password VARCHAR(200),
-	icon_url VARCHAR(3100),
-	created_at DATETIME(6),
-	created_ms BIGINT,
-	meta JSON,
-	tags VARCHAR(3000),
-	owner_uid VARCHAR(100),
-	updated_at DATETIME(6) NOT NULL,
-	KEY idx_cursor (updated_at, id)
-);`
-
-// query is the user's query: every group with its owner's details.
-const query = `SELECT g.id, g.updated_at, g.guid, g.title AS name, g.kind AS type,
-       g.join_password AS password, g.icon_url AS icon, g.created_at,
-       g.meta AS metadata, g.tags, g.owner_uid,
-       u.display_name AS owner_name, u.avatar_url AS owner_avatar
-FROM chat_groups g LEFT JOIN users u ON u.uid = g.owner_uid`
 
 // dsnParams is what a production DSN carries (config.example.yaml).
 const dsnParams = "?parseTime=true"
@@ -138,7 +111,7 @@ func fill(tb testing.TB, root *sql.DB, n int) {
 	// The test server starts with a 64 MiB buffer pool; a production
 	// server keeps a table like this one in memory.
 	exec(`SET GLOBAL innodb_buffer_pool_size = 1024 * 1024 * 1024`)
-	exec(schema)
+	exec(mariadbtest.GroupsSchema)
 	exec(`SET SESSION unique_checks = 0, foreign_key_checks = 0`)
 	exec(fmt.Sprintf(`INSERT INTO users SELECT CONCAT('u', seq), CONCAT('User ', seq),
 		CONCAT('https://cdn.example.com/avatars/u', seq, '.png') FROM seq_1_to_%d`, users))
@@ -216,7 +189,7 @@ func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
 	}
 	w.state = filepath.Join(dir, "state.db")
 	w.config = filepath.Join(dir, "cometsync.yaml")
-	indented := "    " + strings.ReplaceAll(query, "\n", "\n    ")
+	indented := "    " + strings.ReplaceAll(mariadbtest.GroupsQuery, "\n", "\n    ")
 	yaml := fmt.Sprintf(`source:
   driver: mysql
   dsn: %q
@@ -463,7 +436,7 @@ func bareRead(tb testing.TB, t *table) (int, time.Duration) {
 }
 
 func sourceConfig(t *table) source.Config {
-	return source.Config{Driver: source.DriverMySQL, DSN: t.reader + dsnParams, Query: query, Cursor: "updated_at", Tiebreaker: "id"}
+	return source.Config{Driver: source.DriverMySQL, DSN: t.reader + dsnParams, Query: mariadbtest.GroupsQuery, Cursor: "updated_at", Tiebreaker: "id"}
 }
 
 // inProcess wires a pass as cmd/cometsync's openEngine does, in this
@@ -496,7 +469,7 @@ func (w *world) inProcess(tb testing.TB) (*syncer.Syncer, *state.Store) {
 	}, zap.NewNop())
 	s := syncer.New(src, m, client, st, syncer.Config{
 		PageSize: pageSize, BatchSize: batchSize, Concurrency: concurrency,
-		Fingerprint: m.Fingerprint(query, "updated_at", "id", ""),
+		Fingerprint: m.Fingerprint(mariadbtest.GroupsQuery, "updated_at", "id", ""),
 	}, zap.NewNop(), time.Now)
 	return s, st
 }

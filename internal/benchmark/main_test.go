@@ -22,21 +22,15 @@ func TestMain(m *testing.M) {
 		os.Exit(spawn(out, os.Args[1:]))
 	}
 	var err error
-	srv, err = mariadbtest.StartMain()
-	if err != nil {
-		// Integration tests never skip: no MariaDB is a failure.
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	scratch, err = os.MkdirTemp("", "cometsync-bench-")
 	if err != nil {
-		srv.Stop()
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := mariadbtest.RunMain(m, &srv)
+	// RunMain has stopped the server; the shared tables' pools and
+	// emulators close without it.
 	closeShared()
-	srv.Stop()
 	os.RemoveAll(scratch)
 	os.Exit(code)
 }

@@ -3,7 +3,8 @@
 // and grants, killed and deleted when the test is done.
 //
 // Integration tests never skip: when MariaDB is not installed, Start fails the
-// test and StartMain returns an error that says to run `make test`.
+// test, RunMain fails the run, and StartMain returns an error that says to
+// run `make test`.
 package mariadbtest
 
 import (
@@ -63,8 +64,30 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// RunMain is the TestMain of a package whose tests share one server: it
+// starts the server, stores it in *srv, runs the tests, stops the server and
+// returns the exit code for os.Exit:
+//
+//	var srv *mariadbtest.Server
+//
+//	func TestMain(m *testing.M) { os.Exit(mariadbtest.RunMain(m, &srv)) }
+//
+// Integration tests never skip: no MariaDB is a failure. When the server
+// does not start, RunMain prints why and returns 1 without running a test.
+func RunMain(m *testing.M, srv **Server) int {
+	s, err := StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer s.Stop()
+	*srv = s
+	return m.Run()
+}
+
 // StartMain starts a server from a TestMain, which has no testing.TB: the
 // caller must call Stop (and should fail the run on an error, not skip).
+// RunMain does all that for a TestMain that needs nothing else.
 func StartMain() (*Server, error) {
 	bins, err := findBinaries()
 	if err != nil {

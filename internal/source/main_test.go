@@ -18,18 +18,7 @@ import (
 // own database on it.
 var srv *mariadbtest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = mariadbtest.StartMain()
-	if err != nil {
-		// Integration tests never skip silently: no MariaDB is a failure.
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(mariadbtest.RunMain(m, &srv)) }
 
 // groupsSchema is the shape of a typical source: groups, with their owner
 // joined from users.
