@@ -22,12 +22,19 @@ import (
 
 func newOnceCmd() *cobra.Command {
 	var path string
-	var resync, dryRun bool
+	var resync, rescan, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "once --config FILE [--resync] [--dry-run]",
+		Use:   "once --config FILE [--resync | --rescan] [--dry-run]",
 		Short: "Run one pass, then exit (for CronJobs and by hand)",
 		Long: `Run one pass: read the rows changed since the checkpoint (and the rows that failed
 before), upsert them into CometChat, record the outcome, exit.
+
+--rescan re-reads every row from the start and sends only the groups whose
+object changed since it was last delivered: for changes the cursor column did
+not see (a bulk fix, a joined table, a new query or mapping). It costs a read
+of the table, not a backfill. --resync re-reads every row and sends every
+group: for a new or emptied CometChat app, or one changed outside cometsync.
+Either one, if interrupted, is carried on by the next pass.
 
 Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 1 the pass failed (the checkpoint stays after the last acknowledged batch),
@@ -39,11 +46,13 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 				return err
 			}
 			defer stop()
-			return runOnce(ctx, cfg, log, resync, dryRun, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runOnce(ctx, cfg, log, syncer.Options{Resync: resync, Rescan: rescan}, dryRun, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
+	cmd.Flags().BoolVar(&rescan, "rescan", false, "re-read every row from the start and send only the groups whose object changed")
+	cmd.MarkFlagsMutuallyExclusive("resync", "rescan")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
 	return cmd
 }
@@ -74,7 +83,7 @@ func signalContext(parent context.Context, log *zap.Logger) (context.Context, fu
 }
 
 // runOnce runs one pass and reports it.
-func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, dryRun bool, stdout, stderr io.Writer) error {
+func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts syncer.Options, dryRun bool, stdout, stderr io.Writer) error {
 	var m *metrics.Metrics
 	if cfg.Metrics.Pushgateway != "" && !dryRun {
 		m = metrics.New(version, false)
@@ -85,14 +94,15 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, d
 	}
 	defer eng.Close()
 	if dryRun {
-		rep, runErr := eng.syncer.Run(ctx, syncer.Options{Resync: resync, DryRun: stdout})
+		opts.DryRun = stdout
+		rep, runErr := eng.syncer.Run(ctx, opts)
 		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d parked; nothing was sent or recorded\n",
 			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Parked)
 		return passFailure(cfg, runErr)
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))
 	eng.syncer.Progress, eng.syncer.ProgressEvery = prog.report, prog.every
-	rep, runErr := eng.syncer.Run(ctx, syncer.Options{Resync: resync})
+	rep, runErr := eng.syncer.Run(ctx, opts)
 	prog.done()
 	recordPass(eng, rep, runErr)
 	eng.observePass(rep, runErr)
@@ -105,7 +115,7 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, resync, d
 	}
 	printReport(stdout, rep, runErr == nil)
 	if rep.FingerprintChanged {
-		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --resync' to re-send every group.")
+		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --rescan' to send the groups whose object changed ('--resync' sends every group).")
 	}
 	if total, _, err := eng.store.FailedRows(ctx); err == nil && total > 0 {
 		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)

@@ -21,6 +21,7 @@ type statusReport struct {
 	FailedRows       int             `json:"failed_rows"`
 	ParkedRows       int             `json:"parked_rows"`
 	ResyncInProgress bool            `json:"resync_in_progress"`
+	RescanInProgress bool            `json:"rescan_in_progress"`
 	LastPass         json.RawMessage `json:"last_pass"`
 }
 
@@ -75,9 +76,11 @@ func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
 	if rep.FailedRows, rep.ParkedRows, err = st.FailedRows(ctx); err != nil {
 		return rep, failedErr(err)
 	}
-	if rep.ResyncInProgress, err = st.ResyncInProgress(ctx); err != nil {
+	full, err := st.FullPass(ctx)
+	if err != nil {
 		return rep, failedErr(err)
 	}
+	rep.ResyncInProgress, rep.RescanInProgress = full == state.FullResync, full == state.FullRescan
 	if rep.LastPass, err = st.LastPass(ctx); err != nil {
 		return rep, failedErr(err)
 	}
@@ -100,6 +103,9 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 	fmt.Fprintf(tw, "failed rows:\t%d (%d parked)\n", st.FailedRows, st.ParkedRows)
 	if st.ResyncInProgress {
 		fmt.Fprintf(tw, "resync:\tin progress (the next pass goes on with it)\n")
+	}
+	if st.RescanInProgress {
+		fmt.Fprintf(tw, "rescan:\tin progress (the next pass goes on with it)\n")
 	}
 	if st.LastPass == nil {
 		fmt.Fprintf(tw, "last pass:\tnone yet\n")

@@ -344,6 +344,74 @@ func TestResyncRefillsAnEmptiedApp(t *testing.T) {
 	}
 }
 
+// rescanWorld is a synced table, then two changes the cursor cannot see:
+// an owner renamed in the joined users table (4 groups carry that name in
+// their object, so 4 updates; the owner's profile itself is a CometChat
+// user, which a group update does not change) and a bulk fix of 3 titles
+// that left updated_at alone (assertAllDelivered checks the titles).
+func rescanWorld(t *testing.T) *env {
+	e := newEnv(t)
+	e.addGroups(60)
+	e.exec(`INSERT INTO users (uid, display_name) VALUES ('u1', 'Ann')`)
+	e.exec(`UPDATE chat_groups SET owner_uid = 'u1' WHERE id <= 4`)
+	e.once(0)
+	e.exec(`UPDATE users SET display_name = 'Ann B' WHERE uid = 'u1'`)
+	e.exec(`UPDATE chat_groups SET title = CONCAT(title, ' (fixed)'), updated_at = updated_at WHERE id BETWEEN 10 AND 12`)
+	e.emu.ResetStats()
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Fatalf("a plain pass saw changes that did not touch the cursor (%d requests); the test shows nothing", n)
+	}
+	return e
+}
+
+func TestRescanSendsOnlyWhatChangedUnseen(t *testing.T) {
+	e := rescanWorld(t)
+	dry := e.once(0, "--rescan", "--dry-run")
+	if lines := strings.Split(strings.TrimSpace(dry.stdout), "\n"); len(lines) != 7 || e.requests() != 0 || e.status().RescanInProgress {
+		t.Errorf("a dry-run rescan printed %d objects and made %d requests (status %+v); want the 7 changed ones, no request, no change:\n%s",
+			len(lines), e.requests(), e.status(), dry.stdout)
+	}
+	r := e.once(0, "--rescan")
+	if st := e.emu.Stats(); st.Updates != 7 || st.ImportRequests != 0 {
+		t.Errorf("rescan: %d updates and %d import requests, want 7 updates (4 owner, 3 titles) and no import:\n%s",
+			st.Updates, st.ImportRequests, r.stdout)
+	}
+	e.assertAllDelivered()
+	if st := e.status(); st.RescanInProgress || st.ResyncInProgress {
+		t.Errorf("status after a completed rescan: %+v", st)
+	}
+	e.emu.ResetStats()
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Errorf("the pass after a rescan made %d requests, want none", n)
+	}
+	if r := e.run("once", "--config", e.cfg, "--rescan", "--resync"); r.code != 2 || !strings.Contains(r.stderr, "rescan") {
+		t.Errorf("--rescan with --resync: exit %d, %s; want 2 naming the flags", r.code, r.stderr)
+	}
+}
+
+// A rescan that fails partway is remembered: the next plain pass (a
+// CronJob's next run) carries it on and completes it.
+func TestInterruptedRescanIsCarriedOn(t *testing.T) {
+	e := rescanWorld(t)
+	e.emu.SetFaults(emulator.Faults{Outage: true})
+	e.once(1, "--rescan")
+	if st := e.status(); !st.RescanInProgress {
+		t.Fatalf("status after a failed rescan: %+v, want rescan_in_progress", st)
+	}
+	e.emu.SetFaults(emulator.Faults{})
+	e.emu.ResetStats()
+	e.once(0)
+	if st := e.emu.Stats(); st.Updates != 7 {
+		t.Errorf("the pass after a failed rescan made %d updates, want 7", st.Updates)
+	}
+	e.assertAllDelivered()
+	if st := e.status(); st.RescanInProgress {
+		t.Errorf("the rescan is still in progress after a pass completed it: %+v", st)
+	}
+}
+
 func TestDryRunPrintsObjectsAndChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	insertShapes(e)
@@ -423,12 +491,12 @@ func TestQueryOrMappingChangeIsReported(t *testing.T) {
 	e.once(0)
 	e.configure(func(o *cfgOpts) { o.query = strings.Replace(query, "g.icon_url AS icon,", "", 1) })
 	r := e.once(0)
-	if !strings.Contains(r.stdout, "--resync") {
-		t.Errorf("a changed query was not reported with a resync suggestion:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "--rescan") || !strings.Contains(r.stdout, "--resync") {
+		t.Errorf("a changed query was not reported with a rescan and a resync suggestion:\n%s", r.stdout)
 	}
-	e.once(0, "--resync")
-	if r := e.once(0); strings.Contains(r.stdout, "--resync") {
-		t.Errorf("the change is still reported after a resync:\n%s", r.stdout)
+	e.once(0, "--rescan")
+	if r := e.once(0); strings.Contains(r.stdout, "--rescan") {
+		t.Errorf("the change is still reported after a rescan:\n%s", r.stdout)
 	}
 }
 

@@ -59,7 +59,7 @@ const (
 	keyCheckpoint  = "checkpoint"
 	keyFingerprint = "fingerprint"
 	keyLastPass    = "last_pass"
-	keyResync      = "resync_in_progress"
+	keyFullPass    = "full_pass"
 	keyLastSuccess = "last_success"
 )
 
@@ -286,15 +286,29 @@ func (s *Store) SetFingerprint(ctx context.Context, fp string) error {
 	return setMeta(ctx, s.db, keyFingerprint, fp)
 }
 
-// ResyncInProgress reports whether a resync started and has not completed:
-// the next pass must go on resyncing rather than trust the hashes.
-func (s *Store) ResyncInProgress(ctx context.Context) (bool, error) {
-	v, _, err := s.meta(ctx, keyResync)
-	return v == "1", err
+// A full pass re-reads every row from the start. FullResync sends every
+// object whatever the hashes say (CometChat lost groups or was changed
+// elsewhere); FullRescan sends only the objects whose hash changed (a bulk
+// fix that did not touch the cursor, a joined table that changed, a new
+// mapping).
+const (
+	FullResync = "resync"
+	FullRescan = "rescan"
+)
+
+// FullPass reports the full pass that started and has not completed ("" for
+// none): the next pass goes on with it from the checkpoint.
+func (s *Store) FullPass(ctx context.Context) (string, error) {
+	v, _, err := s.meta(ctx, keyFullPass)
+	return v, err
 }
 
-// StartResync forgets the checkpoint and marks a resync as running.
-func (s *Store) StartResync(ctx context.Context) error {
+// StartFullPass forgets the checkpoint and marks a full pass of this mode
+// as running.
+func (s *Store) StartFullPass(ctx context.Context, mode string) error {
+	if mode != FullResync && mode != FullRescan {
+		return fmt.Errorf("state: unknown full pass %q", mode)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("state: begin: %w", err)
@@ -303,17 +317,17 @@ func (s *Store) StartResync(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, keyCheckpoint); err != nil {
 		return fmt.Errorf("state: reset checkpoint: %w", err)
 	}
-	if err := setMeta(ctx, tx, keyResync, "1"); err != nil {
+	if err := setMeta(ctx, tx, keyFullPass, mode); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
 
-// FinishResync marks the resync complete.
-func (s *Store) FinishResync(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, keyResync)
+// FinishFullPass marks the full pass complete.
+func (s *Store) FinishFullPass(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, keyFullPass)
 	if err != nil {
-		return fmt.Errorf("state: finish resync: %w", err)
+		return fmt.Errorf("state: finish the full pass: %w", err)
 	}
 	return nil
 }

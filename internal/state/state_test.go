@@ -150,16 +150,19 @@ func TestStateSurvivesReopen(t *testing.T) {
 	if err := s.Apply(ctx, Changes{Checkpoint: json.RawMessage(`{"k":2}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartResync(ctx); err != nil {
+	if err := s.StartFullPass(ctx, FullRescan); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	s = open(t, path, Options{})
 	if cp, _ := s.Checkpoint(ctx); cp != nil {
-		t.Errorf("a resync keeps the old checkpoint: %s", cp)
+		t.Errorf("a full pass keeps the old checkpoint: %s", cp)
 	}
-	if on, _ := s.ResyncInProgress(ctx); !on {
-		t.Error("an interrupted resync is forgotten on reopen")
+	if mode, _ := s.FullPass(ctx); mode != FullRescan {
+		t.Errorf("an interrupted rescan is remembered as %q on reopen", mode)
+	}
+	if err := s.StartFullPass(ctx, "everything"); err == nil {
+		t.Error("an unknown full pass was accepted")
 	}
 	if _, err := os.Stat(path + ".lock"); err != nil {
 		t.Errorf("lock file: %v", err)

@@ -48,9 +48,9 @@ type Store interface {
 	Checkpoint(ctx context.Context) (json.RawMessage, error)
 	Fingerprint(ctx context.Context) (string, error)
 	SetFingerprint(ctx context.Context, fp string) error
-	ResyncInProgress(ctx context.Context) (bool, error)
-	StartResync(ctx context.Context) error
-	FinishResync(ctx context.Context) error
+	FullPass(ctx context.Context) (string, error)
+	StartFullPass(ctx context.Context, mode string) error
+	FinishFullPass(ctx context.Context) error
 	BeginBulkLoad(ctx context.Context) (bool, error)
 	EndBulkLoad(ctx context.Context) error
 	Known(ctx context.Context, guids []string) (map[string]state.Delivered, error)
@@ -128,6 +128,10 @@ type Options struct {
 	// Resync re-reads every row from the start and sends every object
 	// whatever the hashes say.
 	Resync bool
+	// Rescan re-reads every row from the start and sends only the objects
+	// whose hash changed: cheap (minutes, not hours), for changes the
+	// cursor did not see. A resync in progress carries on instead.
+	Rescan bool
 	// DryRun, when set, receives the objects that would be sent as JSON
 	// lines; nothing is sent and the state is not changed.
 	DryRun io.Writer
@@ -157,6 +161,7 @@ type Report struct {
 
 	Checkpoint         json.RawMessage `json:"checkpoint"`
 	Resync             bool            `json:"resync,omitempty"`
+	Rescan             bool            `json:"rescan,omitempty"`
 	FingerprintChanged bool            `json:"fingerprint_changed,omitempty"`
 	StartedAt          time.Time       `json:"started_at"`
 	Duration           time.Duration   `json:"duration_ns"`
@@ -258,22 +263,35 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	}
 	dry := opts.DryRun != nil
 
-	// Where to start: the checkpoint, unless resyncing.
-	resuming, err := s.store.ResyncInProgress(ctx)
+	// Where to start: the checkpoint, unless a full pass starts now. One
+	// that started earlier and did not complete goes on from the checkpoint.
+	mode, err := s.store.FullPass(ctx)
 	if err != nil {
 		return fail(StageState, err)
 	}
-	rep.Resync = opts.Resync || resuming
+	starting := ""
+	switch {
+	case opts.Resync:
+		starting = state.FullResync
+	case opts.Rescan && mode == state.FullResync:
+		s.log.Info("a resync is in progress and carries on: it sends every group, which covers the rescan")
+	case opts.Rescan:
+		starting = state.FullRescan
+	}
+	if starting != "" {
+		mode = starting
+	}
+	rep.Resync, rep.Rescan = mode == state.FullResync, mode == state.FullRescan
 	if err := s.checkFingerprint(ctx, &rep, dry); err != nil {
 		return fail(StageState, err)
 	}
-	if opts.Resync && !dry {
-		if err := s.store.StartResync(ctx); err != nil {
+	if starting != "" && !dry {
+		if err := s.store.StartFullPass(ctx, starting); err != nil {
 			return fail(StageState, err)
 		}
 	}
 	var after *source.Position
-	if !opts.Resync {
+	if starting == "" {
 		cp, err := s.store.Checkpoint(ctx)
 		if err != nil {
 			return fail(StageState, err)
@@ -337,8 +355,10 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 		return fail(StageState, runErr)
 	}
-	if rep.Resync && !dry {
-		if err := s.store.FinishResync(ctx); err != nil {
+	if mode != "" && !dry {
+		// Every group now follows the current query and mapping: a resync
+		// sent them all, a rescan every one whose object differs.
+		if err := s.store.FinishFullPass(ctx); err != nil {
 			return fail(StageState, err)
 		}
 		if err := s.store.SetFingerprint(ctx, s.cfg.Fingerprint); err != nil {
@@ -370,7 +390,7 @@ func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value) time.D
 }
 
 // checkFingerprint records the fingerprint on the first pass and reports
-// a change afterwards (until a resync brings every group up to date).
+// a change afterwards (until a full pass brings every group up to date).
 func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) error {
 	if s.cfg.Fingerprint == "" {
 		return nil
@@ -384,7 +404,7 @@ func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) er
 		return s.store.SetFingerprint(ctx, s.cfg.Fingerprint)
 	case old != "" && old != s.cfg.Fingerprint:
 		rep.FingerprintChanged = true
-		s.log.Warn("the query or the mapping changed since the last full sync: groups not changed since then still follow the old mapping; run `cometsync once --resync` to re-send every group")
+		s.log.Warn("the query or the mapping changed since the last full sync: groups not changed since then still follow the old mapping; run `cometsync once --rescan` to send the groups whose object changed (or --resync to send every group)")
 	}
 	return nil
 }
