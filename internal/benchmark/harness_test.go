@@ -253,11 +253,18 @@ type lastPass struct {
 }
 
 // once runs `cometsync once` against w and fails unless it exits 0 having
-// read want rows, none of them failed.
+// read and delivered want rows, none of them failed.
 func (w *world) once(tb testing.TB, want int) run {
 	tb.Helper()
+	return w.onceWith(tb, want, want)
+}
+
+// onceWith runs `cometsync once` with extra flags and fails unless it exits
+// 0 having read read rows and delivered sent of them, none failed.
+func (w *world) onceWith(tb testing.TB, read, sent int, flags ...string) run {
+	tb.Helper()
 	bin := binary(tb)
-	name, args := bin, []string{"once", "--config", w.config}
+	name, args := bin, append([]string{"once", "--config", w.config}, flags...)
 	if dir := os.Getenv(perfEnv); dir != "" {
 		// Profiling: the figures below are perf's, not cometsync's.
 		out := filepath.Join(dir, strings.ReplaceAll(tb.Name(), "/", "_")+".perf.data")
@@ -293,8 +300,8 @@ func (w *world) once(tb testing.TB, want int) run {
 		tb.Fatalf("last pass %s: %v", raw, err)
 	}
 	p := r.pass
-	if !p.OK || p.Read != want || p.Invalid+p.Rejected != 0 || p.Imported+p.Updated != want {
-		tb.Fatalf("the pass did not deliver %d rows: %+v\nstdout:\n%s\nstderr:\n%s", want, p, stdout.String(), stderr.String())
+	if !p.OK || p.Read != read || p.Invalid+p.Rejected != 0 || p.Imported+p.Updated != sent {
+		tb.Fatalf("the pass did not read %d rows and deliver %d: %+v\nstdout:\n%s\nstderr:\n%s", read, sent, p, stdout.String(), stderr.String())
 	}
 	return r
 }
