@@ -557,8 +557,14 @@ func (p *pacer) wait(ctx context.Context, sleep func(context.Context, time.Durat
 	if err := sleep(ctx, until.Sub(p.now())); err != nil {
 		return err
 	}
+	// Reserve under the lock so that reservations carry times in the order
+	// they are made: given an earlier time than the last one, the limiter
+	// moves its clock back and counts that stretch twice, letting a burst
+	// of workers run slightly ahead of the limit.
+	p.mu.Lock()
 	now := p.now()
 	r := p.limiter.ReserveN(now, 1)
+	p.mu.Unlock()
 	if err := sleep(ctx, r.DelayFrom(now)); err != nil {
 		// Give the token back: the request is not sent.
 		r.CancelAt(p.now())
