@@ -101,7 +101,7 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 		dbPath, demoGroups, srv.URL, cfgPath)
 
 	fmt.Fprintf(out, "1. Backfill: the first pass reads every group.\n")
-	if err := demoPass(ctx, cfg, log, out); err != nil {
+	if err := demoPass(ctx, cfg, log, out, syncer.Options{}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "   CometChat now has %d groups (%d import requests of at most 50).\n\n", len(emu.Groups()), emu.Stats().ImportRequests)
@@ -112,7 +112,7 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 	}
 	emu.ResetStats()
 	fmt.Fprintf(out, "3. Incremental pass: only the changed rows and the failed ones are read again; unchanged objects are not sent.\n")
-	if err := demoPass(ctx, cfg, log, out); err != nil {
+	if err := demoPass(ctx, cfg, log, out, syncer.Options{}); err != nil {
 		return err
 	}
 	st := emu.Stats()
@@ -122,7 +122,18 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 		fmt.Fprintf(out, "   team-0003 is now named %q.\n", g.Name)
 	}
 
-	fmt.Fprintf(out, "\n4. The error store (cometsync errors): invalid rows are never sent, and are retried on every pass until fixed or parked.\n")
+	fmt.Fprintf(out, "\n4. A bulk fix the cursor cannot see: 3 titles corrected without touching updated_at. A rescan\n"+
+		"   (cometsync once --rescan) re-reads every row and sends only the objects that changed.\n")
+	if _, err := db.ExecContext(ctx, `UPDATE chat_groups SET title = title || ' (fixed)' WHERE id IN (20, 21, 22)`); err != nil {
+		return fmt.Errorf("change the sample database: %w", err)
+	}
+	emu.ResetStats()
+	if err := demoPass(ctx, cfg, log, out, syncer.Options{Rescan: true}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   this pass made %d import and %d update requests.\n", emu.Stats().ImportRequests, emu.Stats().Updates)
+
+	fmt.Fprintf(out, "\n5. The error store (cometsync errors): invalid rows are never sent, and are retried on every pass until fixed or parked.\n")
 	st2, err := openStateReadOnly(cfg)
 	if err != nil {
 		return err
@@ -135,13 +146,13 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 	return writeErrors(out, rows, false)
 }
 
-func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.Writer) error {
+func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.Writer, opts syncer.Options) error {
 	eng, err := openEngine(ctx, cfg, log, false, nil)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	rep, err := eng.syncer.Run(ctx, syncer.Options{})
+	rep, err := eng.syncer.Run(ctx, opts)
 	recordPass(eng, rep, err)
 	var b strings.Builder
 	printReport(&b, rep, err == nil)

@@ -22,6 +22,11 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		"read 22 rows (5 retried from the error store): 5 imported, 4 updated, 10 unchanged, 3 failed (3 invalid, 0 rejected)",
 		"CometChat now has 240 groups",
 		`team-0003 is now named "Team 3 (renamed)"`,
+		// The rescan after a bulk fix of 3 titles that left updated_at
+		// alone: every row read again, only the 3 sent.
+		"rescan pass complete",
+		"0 imported, 3 updated, 237 unchanged, 3 failed (3 invalid, 0 rejected)",
+		"this pass made 0 import and 3 update requests",
 		"name: must be 1 to 100 characters",
 		"password: is required for a password group",
 		"metadata: must be a JSON object",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -177,16 +178,31 @@ func recordPass(eng *engine, rep syncer.Report, runErr error) {
 		zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("parked", rep.Parked),
 		zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
 	}
+	if kind := passKind(rep); kind != "pass" {
+		fields = append(fields, zap.String("full_pass", strings.TrimSuffix(kind, " pass")))
+	}
 	if runErr != nil {
 		fields = append(fields, zap.String("error", runErr.Error()))
 	}
 	eng.log.Info("pass summary", fields...)
 }
 
+// passKind names a pass for its summary: "pass", "resync pass" or
+// "rescan pass".
+func passKind(rep syncer.Report) string {
+	switch {
+	case rep.Resync:
+		return "resync pass"
+	case rep.Rescan:
+		return "rescan pass"
+	}
+	return "pass"
+}
+
 func printReport(w io.Writer, rep syncer.Report, ok bool) {
-	verdict := "pass complete"
+	verdict := passKind(rep) + " complete"
 	if !ok {
-		verdict = "pass did not complete"
+		verdict = passKind(rep) + " did not complete"
 	}
 	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d failed (%d invalid, %d rejected), %d parked skipped\n",
 		verdict, rep.Duration.Round(time.Millisecond), rep.Read, rep.Retried, rep.Imported, rep.Updated, rep.Unchanged,

@@ -373,6 +373,9 @@ func TestRescanSendsOnlyWhatChangedUnseen(t *testing.T) {
 			len(lines), e.requests(), e.status(), dry.stdout)
 	}
 	r := e.once(0, "--rescan")
+	if !strings.Contains(r.stdout, "rescan pass complete") {
+		t.Errorf("the summary does not say it was a rescan:\n%s", r.stdout)
+	}
 	if st := e.emu.Stats(); st.Updates != 7 || st.ImportRequests != 0 {
 		t.Errorf("rescan: %d updates and %d import requests, want 7 updates (4 owner, 3 titles) and no import:\n%s",
 			st.Updates, st.ImportRequests, r.stdout)
