@@ -170,7 +170,8 @@ func Load(path string) (*Config, error) {
 
 // Parse applies the defaults, expands ${VAR} from the environment, decodes
 // data strictly and validates the result. Errors about a key or a value are
-// *ValidationError.
+// a *ValidationError, or ValidationErrors when there are several: every
+// unknown key and badly shaped value of the file, or else every bad value.
 func Parse(data []byte) (*Config, error) {
 	return parse(data, os.Getenv)
 }
@@ -183,8 +184,11 @@ func parse(data []byte, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	// Check keys and value shapes first: its errors name the full key path,
-	// which the decoder's do not.
-	if err := checkNode(&root, reflect.TypeFor[Config](), ""); err != nil {
+	// which the decoder's do not. Values are validated only once they all
+	// decode.
+	var shapes problems
+	checkNode(&root, reflect.TypeFor[Config](), "", &shapes)
+	if err := shapes.err(); err != nil {
 		return nil, err
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(expanded))
@@ -264,78 +268,73 @@ func parseDuration(s string) (time.Duration, error) {
 var durationType = reflect.TypeFor[Duration]()
 
 // checkNode walks the YAML tree along the Go type it decodes into. It
-// reports unknown keys, values of the wrong shape and bad durations, each
+// reports every unknown key, value of the wrong shape and bad duration, each
 // with its line and full key path.
-func checkNode(n *yaml.Node, t reflect.Type, path string) error {
+func checkNode(n *yaml.Node, t reflect.Type, path string, found *problems) {
 	switch n.Kind {
 	case 0: // an empty file
-		return nil
+		return
 	case yaml.DocumentNode:
-		if len(n.Content) == 0 {
-			return nil
+		if len(n.Content) > 0 {
+			checkNode(n.Content[0], t, path, found)
 		}
-		return checkNode(n.Content[0], t, path)
+		return
 	case yaml.AliasNode:
-		return checkNode(n.Alias, t, path)
+		checkNode(n.Alias, t, path, found)
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return nil // keeps the default
+		return // keeps the default
 	}
-	bad := func(value, problem string) error {
-		return &ValidationError{Key: displayPath(path), Value: value, Problem: problem, Line: n.Line}
+	bad := func(value, problem string) {
+		found.add(&ValidationError{Key: displayPath(path), Value: value, Problem: problem, Line: n.Line})
 	}
 	switch {
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {
-			return bad("", "must be a duration such as 30s, got "+shape(n))
-		}
-		if _, err := parseDuration(n.Value); err != nil {
-			return bad(quote(n.Value), durationProblem)
+			bad("", "must be a duration such as 30s, got "+shape(n))
+		} else if _, err := parseDuration(n.Value); err != nil {
+			bad(quote(n.Value), durationProblem)
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return bad("", fmt.Sprintf("must be a mapping with the keys %s, got %s", knownKeys(t), shape(n)))
+			bad("", fmt.Sprintf("must be a mapping with the keys %s, got %s", knownKeys(t), shape(n)))
+			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.ShortTag() == "!!merge" {
-				if err := checkMerge(v, t, path); err != nil {
-					return err
-				}
+				checkMerge(v, t, path, found)
 				continue
 			}
 			f, ok := fieldByKey(t, k.Value)
 			if !ok {
-				return &ValidationError{Key: joinPath(path, k.Value), Problem: fmt.Sprintf("unknown key (known %s: %s)",
-					under(path), knownKeys(t)), Line: k.Line}
+				found.add(&ValidationError{Key: joinPath(path, k.Value), Problem: fmt.Sprintf("unknown key (known %s: %s)",
+					under(path), knownKeys(t)), Line: k.Line})
+				continue
 			}
-			if err := checkNode(v, f.Type, joinPath(path, k.Value)); err != nil {
-				return err
-			}
+			checkNode(v, f.Type, joinPath(path, k.Value), found)
 		}
 	case t.Kind() == reflect.Int:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			return bad(valueOrShape(n), "is not an integer")
+			bad(valueOrShape(n), "is not an integer")
 		}
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return bad("", "must be a single value, got "+shape(n))
+			bad("", "must be a single value, got "+shape(n))
 		}
 	}
-	return nil
 }
 
 // checkMerge checks the mapping(s) merged in with YAML's "<<" key.
-func checkMerge(v *yaml.Node, t reflect.Type, path string) error {
+func checkMerge(v *yaml.Node, t reflect.Type, path string, found *problems) {
 	if v.Kind == yaml.SequenceNode {
 		for _, m := range v.Content {
-			if err := checkNode(m, t, path); err != nil {
-				return err
-			}
+			checkNode(m, t, path, found)
 		}
-		return nil
+		return
 	}
-	return checkNode(v, t, path)
+	checkNode(v, t, path, found)
 }
 
 func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {

@@ -391,3 +391,64 @@ func TestAPIBaseURL(t *testing.T) {
 		t.Errorf("APIBaseURL with base_url = %q", got)
 	}
 }
+
+// Every problem of a file is reported at once, each naming its key and
+// value, so that fixing a config takes one round, not one per problem.
+func TestParseReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+		keys []string
+	}{
+		{"values", edit("", "  region: usa\n  batch_size: 51\n  concurrency: 0\nlog:\n  level: verbose\n"),
+			"config: 4 problems:\n" +
+				`  cometchat.region: "usa" is not one of us, eu, in` + "\n" +
+				"  cometchat.batch_size: 51 is out of range (1..50, CometChat's limit per import request)\n" +
+				"  cometchat.concurrency: 0 is out of range (1..64 batches in flight)\n" +
+				`  log.level: "verbose" is not one of debug, info, warn, error`,
+			[]string{"cometchat.region", "cometchat.batch_size", "cometchat.concurrency", "log.level"}},
+		{"keys and shapes", edit("    tiebreaker: id\n", "    tiebreaker: id\n    lagg: 5s\n    lag: 5\n") + "  timeout: soon\n  batch_size: fifty\n",
+			"config: 4 problems:\n" +
+				"  line 8: source.cursor.lagg: unknown key (known under source.cursor: column, tiebreaker, lag, start, integer_unit)\n" +
+				`  line 9: source.cursor.lag: "5" is not a duration (use Go syntax such as 500ms, 30s, 5m or 1h30m)` + "\n" +
+				`  line 13: cometchat.timeout: "soon" is not a duration (use Go syntax such as 500ms, 30s, 5m or 1h30m)` + "\n" +
+				`  line 14: cometchat.batch_size: "fifty" is not an integer`,
+			[]string{"source.cursor.lagg", "source.cursor.lag", "cometchat.timeout", "cometchat.batch_size"}},
+		// A value that depends on a bad one is not reported as well: the
+		// DSN of an unknown driver, a backoff order with a bad backoff.
+		{"no follow-on problems", edit("  driver: mysql\n  dsn: app:s3cret@tcp(db:3306)/chat", "  driver: postgres\n  dsn: host=db") +
+			"  retry:\n    initial_backoff: 0s\n    max_backoff: -1s\n",
+			"config: 3 problems:\n" +
+				`  source.driver: "postgres" is not one of mysql, sqlite` + "\n" +
+				"  cometchat.retry.initial_backoff: 0s must be more than 0\n" +
+				"  cometchat.retry.max_backoff: -1s must be more than 0",
+			[]string{"source.driver", "cometchat.retry.initial_backoff", "cometchat.retry.max_backoff"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse([]byte(tt.yaml), noEnv)
+			if err == nil {
+				t.Fatal("parse accepted it")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n got %s\nwant %s", err, tt.want)
+			}
+			var all ValidationErrors
+			if !errors.As(err, &all) {
+				t.Fatalf("error %T is not ValidationErrors", err)
+			}
+			var keys []string
+			for _, ve := range all {
+				keys = append(keys, ve.Key)
+			}
+			if !reflect.DeepEqual(keys, tt.keys) {
+				t.Errorf("keys %v, want %v", keys, tt.keys)
+			}
+			var first *ValidationError
+			if !errors.As(err, &first) || first.Key != tt.keys[0] {
+				t.Errorf("errors.As finds %v, want the first problem, %s", first, tt.keys[0])
+			}
+		})
+	}
+}

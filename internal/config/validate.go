@@ -29,9 +29,11 @@ type ValidationError struct {
 
 // Error returns e.g. `config: cometchat.batch_size: 51 is out of range
 // (1..50, CometChat's limit per import request)`.
-func (e *ValidationError) Error() string {
+func (e *ValidationError) Error() string { return "config: " + e.problem() }
+
+// problem is the message without the "config: " prefix.
+func (e *ValidationError) problem() string {
 	var b strings.Builder
-	b.WriteString("config: ")
 	if e.Line > 0 {
 		fmt.Fprintf(&b, "line %d: ", e.Line)
 	}
@@ -43,6 +45,54 @@ func (e *ValidationError) Error() string {
 	}
 	b.WriteString(e.Problem)
 	return b.String()
+}
+
+// ValidationErrors are several problems of one configuration, in the order
+// of the file. errors.As finds the first as a *ValidationError.
+type ValidationErrors []*ValidationError
+
+// Error lists every problem, one a line.
+func (e ValidationErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config: %d problems:", len(e))
+	for _, ve := range e {
+		b.WriteString("\n  ")
+		b.WriteString(ve.problem())
+	}
+	return b.String()
+}
+
+// Unwrap returns each problem, for errors.As and errors.Is.
+func (e ValidationErrors) Unwrap() []error {
+	out := make([]error, len(e))
+	for i, ve := range e {
+		out[i] = ve
+	}
+	return out
+}
+
+// problems collects the problems of a configuration.
+type problems []*ValidationError
+
+// add records ve unless it is nil; it reports whether there was one.
+func (p *problems) add(ve *ValidationError) bool {
+	if ve == nil {
+		return false
+	}
+	*p = append(*p, ve)
+	return true
+}
+
+// err is nil without problems, the *ValidationError itself for one, and
+// ValidationErrors for several.
+func (p problems) err() error {
+	switch len(p) {
+	case 0:
+		return nil
+	case 1:
+		return p[0]
+	}
+	return ValidationErrors(p)
 }
 
 func invalid(key, value, problem string) *ValidationError {
@@ -66,7 +116,7 @@ func secret(s string) string {
 	return "***"
 }
 
-func oneOf(key, value string, allowed ...string) error {
+func oneOf(key, value string, allowed ...string) *ValidationError {
 	for _, a := range allowed {
 		if value == a {
 			return nil
@@ -75,101 +125,89 @@ func oneOf(key, value string, allowed ...string) error {
 	return invalid(key, quote(value), "is not one of "+strings.Join(allowed, ", "))
 }
 
-func inRange(key string, v, lo, hi int, why string) error {
+func inRange(key string, v, lo, hi int, why string) *ValidationError {
 	if v < lo || v > hi {
 		return invalid(key, strconv.Itoa(v), fmt.Sprintf("is out of range (%d..%d%s)", lo, hi, why))
 	}
 	return nil
 }
 
-func atLeast(key string, v, lo int, why string) error {
+func atLeast(key string, v, lo int, why string) *ValidationError {
 	if v < lo {
 		return invalid(key, strconv.Itoa(v), fmt.Sprintf("must be at least %d%s", lo, why))
 	}
 	return nil
 }
 
-func positive(key string, d Duration) error {
+func positive(key string, d Duration) *ValidationError {
 	if d <= 0 {
 		return invalid(key, d.String(), "must be more than 0")
 	}
 	return nil
 }
 
-// Validate checks every value and returns the first problem, in the order
-// of the file, as a *ValidationError. It never puts a secret in a message.
+// Validate checks every value and returns every problem, in the order of
+// the file: a *ValidationError for one, ValidationErrors for several. A
+// value that cannot be checked because another is wrong (a DSN for an
+// unknown driver) is not reported twice. It never puts a secret in a
+// message.
 func (c *Config) Validate() error {
-	checks := []func() error{
-		c.validateSource,
-		c.validateCometChat,
-		func() error {
-			if strings.TrimSpace(c.State.Path) == "" {
-				return invalid("state.path", "", "is missing: name the local SQLite file that keeps the checkpoint, e.g. ./cometsync-state.db")
-			}
-			return atLeast("state.park_after", c.State.ParkAfter, 1, " attempt")
-		},
-		func() error { return validateSchedule(c.Schedule) },
-		func() error { return positive("shutdown_timeout", c.ShutdownTimeout) },
-		func() error { return validateListen(c.HTTP.Listen) },
-		func() error { return oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error") },
-		func() error { return oneOf("log.format", c.Log.Format, "auto", "json", "console") },
-		func() error {
-			return validateURL("metrics.pushgateway", c.Metrics.Pushgateway, "such as http://pushgateway:9091")
-		},
+	var p problems
+	c.validateSource(&p)
+	c.validateCometChat(&p)
+	if strings.TrimSpace(c.State.Path) == "" {
+		p.add(invalid("state.path", "", "is missing: name the local SQLite file that keeps the checkpoint, e.g. ./cometsync-state.db"))
 	}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	return nil
+	p.add(atLeast("state.park_after", c.State.ParkAfter, 1, " attempt"))
+	p.add(validateSchedule(c.Schedule))
+	p.add(positive("shutdown_timeout", c.ShutdownTimeout))
+	p.add(validateListen(c.HTTP.Listen))
+	p.add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	p.add(oneOf("log.format", c.Log.Format, "auto", "json", "console"))
+	p.add(validateURL("metrics.pushgateway", c.Metrics.Pushgateway, "such as http://pushgateway:9091"))
+	return p.err()
 }
 
-func (c *Config) validateSource() error {
+func (c *Config) validateSource(p *problems) {
 	s := c.Source
-	if err := oneOf("source.driver", s.Driver, "mysql", "sqlite"); err != nil {
-		return err
-	}
-	if s.DSN == "" {
-		return invalid("source.dsn", "", "is missing: set the environment variable SOURCE_DSN and write dsn: ${SOURCE_DSN}, "+
-			"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql or SOURCE_DSN='file:/data/chat.db' for sqlite")
-	}
-	if s.Driver == "mysql" {
+	badDriver := p.add(oneOf("source.driver", s.Driver, "mysql", "sqlite"))
+	switch {
+	case s.DSN == "":
+		p.add(invalid("source.dsn", "", "is missing: set the environment variable SOURCE_DSN and write dsn: ${SOURCE_DSN}, "+
+			"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql or SOURCE_DSN='file:/data/chat.db' for sqlite"))
+	case s.Driver == "mysql" && !badDriver:
 		if _, err := mysql.ParseDSN(s.DSN); err != nil {
-			return invalid("source.dsn", secret(s.DSN), fmt.Sprintf("is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (%v)", err))
+			p.add(invalid("source.dsn", secret(s.DSN), fmt.Sprintf("is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (%v)", err)))
 		}
 	}
-	if err := validateQuery(s.Query); err != nil {
-		return err
+	p.add(validateQuery(s.Query))
+	column, tiebreaker := strings.TrimSpace(s.Cursor.Column), strings.TrimSpace(s.Cursor.Tiebreaker)
+	if column == "" {
+		p.add(invalid("source.cursor.column", "", "is missing: name the query's DATETIME/TIMESTAMP or integer column that grows on every change, e.g. updated_at"))
 	}
-	if strings.TrimSpace(s.Cursor.Column) == "" {
-		return invalid("source.cursor.column", "", "is missing: name the query's DATETIME/TIMESTAMP or integer column that grows on every change, e.g. updated_at")
-	}
-	if strings.TrimSpace(s.Cursor.Tiebreaker) == "" {
-		return invalid("source.cursor.tiebreaker", "", "is missing: name a unique column of the query, e.g. the primary key id")
-	}
-	if strings.EqualFold(strings.TrimSpace(s.Cursor.Tiebreaker), strings.TrimSpace(s.Cursor.Column)) {
-		return invalid("source.cursor.tiebreaker", quote(s.Cursor.Tiebreaker), "is the same as source.cursor.column; use a unique column such as the primary key")
+	switch {
+	case tiebreaker == "":
+		p.add(invalid("source.cursor.tiebreaker", "", "is missing: name a unique column of the query, e.g. the primary key id"))
+	case strings.EqualFold(tiebreaker, column):
+		p.add(invalid("source.cursor.tiebreaker", quote(s.Cursor.Tiebreaker), "is the same as source.cursor.column; use a unique column such as the primary key"))
 	}
 	if s.Cursor.Lag < 0 {
-		return invalid("source.cursor.lag", s.Cursor.Lag.String(), "must not be negative")
+		p.add(invalid("source.cursor.lag", s.Cursor.Lag.String(), "must not be negative"))
 	}
 	if start := strings.TrimSpace(s.Cursor.Start); start != "" {
 		_, timeErr := time.Parse(time.RFC3339, start)
 		_, intErr := strconv.ParseInt(start, 10, 64)
 		if timeErr != nil && intErr != nil {
-			return invalid("source.cursor.start", quote(s.Cursor.Start), "is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer")
+			p.add(invalid("source.cursor.start", quote(s.Cursor.Start), "is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer"))
 		}
 	}
-	if err := oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds"); err != nil {
-		return err
-	}
-	return inRange("source.page_size", s.PageSize, 1, 100000, " rows a query")
+	p.add(oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds"))
+	p.add(inRange("source.page_size", s.PageSize, 1, 100000, " rows a query"))
 }
 
 // validateQuery wants a SELECT (or WITH … SELECT), after whitespace and
 // comments: the query is only ever read from.
-func validateQuery(q string) error {
+func validateQuery(q string) *ValidationError {
 	rest := skipSQLComments(q)
 	if rest == "" {
 		return invalid("source.query", "", "is missing: write the SELECT whose column names are the import fields (guid, name, type, ...)")
@@ -210,59 +248,47 @@ func isIdentChar(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-func (c *Config) validateCometChat() error {
+func (c *Config) validateCometChat(p *problems) {
 	cc := c.CometChat
 	if cc.BaseURL == "" {
 		if cc.AppID == "" {
-			return invalid("cometchat.app_id", "", "is missing: set the environment variable COMETCHAT_APP_ID to your app's ID "+
-				"and write app_id: ${COMETCHAT_APP_ID} (or set cometchat.base_url)")
+			p.add(invalid("cometchat.app_id", "", "is missing: set the environment variable COMETCHAT_APP_ID to your app's ID "+
+				"and write app_id: ${COMETCHAT_APP_ID} (or set cometchat.base_url)"))
 		}
 		for i := 0; i < len(cc.AppID); i++ {
 			if ch := cc.AppID[i]; ch == '_' || !isIdentChar(ch) && ch != '-' {
-				return invalid("cometchat.app_id", quote(cc.AppID), "must be letters, digits and hyphens: it is part of the API's host name")
+				p.add(invalid("cometchat.app_id", quote(cc.AppID), "must be letters, digits and hyphens: it is part of the API's host name"))
+				break
 			}
 		}
 	}
-	if err := oneOf("cometchat.region", cc.Region, "us", "eu", "in"); err != nil {
-		return err
+	p.add(oneOf("cometchat.region", cc.Region, "us", "eu", "in"))
+	switch {
+	case cc.APIKey == "":
+		p.add(invalid("cometchat.api_key", "", "is missing: set the environment variable COMETCHAT_API_KEY to a REST API key "+
+			"with fullAccess scope and write api_key: ${COMETCHAT_API_KEY}"))
+	case strings.TrimSpace(cc.APIKey) != cc.APIKey || strings.ContainsAny(cc.APIKey, "\r\n"):
+		p.add(invalid("cometchat.api_key", secret(cc.APIKey), "has spaces or line breaks around or in it; check the environment variable COMETCHAT_API_KEY"))
 	}
-	if cc.APIKey == "" {
-		return invalid("cometchat.api_key", "", "is missing: set the environment variable COMETCHAT_API_KEY to a REST API key "+
-			"with fullAccess scope and write api_key: ${COMETCHAT_API_KEY}")
+	p.add(validateURL("cometchat.base_url", cc.BaseURL, "such as https://APP_ID.api-us.cometchat.io/v3"))
+	p.add(inRange("cometchat.batch_size", cc.BatchSize, 1, 50, ", CometChat's limit per import request"))
+	p.add(inRange("cometchat.concurrency", cc.Concurrency, 1, 64, " batches in flight"))
+	p.add(positive("cometchat.timeout", cc.Timeout))
+	p.add(atLeast("cometchat.retry.max_attempts", cc.Retry.MaxAttempts, 1, " (1: no retries)"))
+	badInitial := p.add(positive("cometchat.retry.initial_backoff", cc.Retry.InitialBackoff))
+	badMax := p.add(positive("cometchat.retry.max_backoff", cc.Retry.MaxBackoff))
+	p.add(positive("cometchat.retry.max_elapsed", cc.Retry.MaxElapsed))
+	if !badInitial && !badMax && cc.Retry.InitialBackoff > cc.Retry.MaxBackoff {
+		p.add(invalid("cometchat.retry.initial_backoff", cc.Retry.InitialBackoff.String(),
+			fmt.Sprintf("is more than cometchat.retry.max_backoff (%s)", cc.Retry.MaxBackoff)))
 	}
-	if strings.TrimSpace(cc.APIKey) != cc.APIKey || strings.ContainsAny(cc.APIKey, "\r\n") {
-		return invalid("cometchat.api_key", secret(cc.APIKey), "has spaces or line breaks around or in it; check the environment variable COMETCHAT_API_KEY")
-	}
-	if err := validateURL("cometchat.base_url", cc.BaseURL, "such as https://APP_ID.api-us.cometchat.io/v3"); err != nil {
-		return err
-	}
-	checks := []error{
-		inRange("cometchat.batch_size", cc.BatchSize, 1, 50, ", CometChat's limit per import request"),
-		inRange("cometchat.concurrency", cc.Concurrency, 1, 64, " batches in flight"),
-		positive("cometchat.timeout", cc.Timeout),
-		atLeast("cometchat.retry.max_attempts", cc.Retry.MaxAttempts, 1, " (1: no retries)"),
-		positive("cometchat.retry.initial_backoff", cc.Retry.InitialBackoff),
-		positive("cometchat.retry.max_backoff", cc.Retry.MaxBackoff),
-		positive("cometchat.retry.max_elapsed", cc.Retry.MaxElapsed),
-	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
-	}
-	if cc.Retry.InitialBackoff > cc.Retry.MaxBackoff {
-		return invalid("cometchat.retry.initial_backoff", cc.Retry.InitialBackoff.String(),
-			fmt.Sprintf("is more than cometchat.retry.max_backoff (%s)", cc.Retry.MaxBackoff))
-	}
-	if err := atLeast("cometchat.rate_limits.import_per_minute", cc.RateLimits.ImportPerMinute, 1, " (CometChat allows 60)"); err != nil {
-		return err
-	}
-	return atLeast("cometchat.rate_limits.other_per_minute", cc.RateLimits.OtherPerMinute, 1, " (CometChat allows 10000 on paid plans, 500 on the free plan)")
+	p.add(atLeast("cometchat.rate_limits.import_per_minute", cc.RateLimits.ImportPerMinute, 1, " (CometChat allows 60)"))
+	p.add(atLeast("cometchat.rate_limits.other_per_minute", cc.RateLimits.OtherPerMinute, 1, " (CometChat allows 10000 on paid plans, 500 on the free plan)"))
 }
 
 // validateURL accepts "" or an absolute http(s) URL. The value is shown
 // without any password it may carry.
-func validateURL(key, raw, example string) error {
+func validateURL(key, raw, example string) *ValidationError {
 	if raw == "" {
 		return nil
 	}
@@ -273,7 +299,7 @@ func validateURL(key, raw, example string) error {
 	return nil
 }
 
-func validateSchedule(s string) error {
+func validateSchedule(s string) *ValidationError {
 	const allowed = `use five cron fields such as "*/5 * * * *" or a descriptor such as "@every 5m" or "@hourly"`
 	if strings.TrimSpace(s) == "" {
 		return invalid("schedule", "", "is missing: "+allowed)
@@ -285,7 +311,7 @@ func validateSchedule(s string) error {
 }
 
 // validateListen accepts "" (no HTTP server) or host:port.
-func validateListen(addr string) error {
+func validateListen(addr string) *ValidationError {
 	if addr == "" {
 		return nil
 	}
