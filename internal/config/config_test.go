@@ -390,6 +390,10 @@ func TestAPIBaseURL(t *testing.T) {
 	if got := c.APIBaseURL(); got != "http://127.0.0.1:9000/v3" {
 		t.Errorf("APIBaseURL with base_url = %q", got)
 	}
+	c.CometChat.BaseURL = "https://proxy:pxpass@proxy.internal/v3/"
+	if got := c.RedactedAPIBaseURL(); got != "https://proxy:***@proxy.internal/v3" {
+		t.Errorf("RedactedAPIBaseURL = %q", got)
+	}
 }
 
 // Every problem of a file is reported at once, each naming its key and

@@ -82,3 +82,7 @@ func redactURL(raw string) string {
 	}
 	return raw[:i+3] + redactUserinfo(rest[:end]) + rest[end:]
 }
+
+// RedactedAPIBaseURL is APIBaseURL with any password in base_url replaced
+// by "***", fit for printing.
+func (c *Config) RedactedAPIBaseURL() string { return redactURL(c.APIBaseURL()) }
