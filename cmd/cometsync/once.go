@@ -142,7 +142,7 @@ func passFailure(cfg *config.Config, err error) error {
 		case syncer.StageSource:
 			return failedErr(fmt.Errorf("reading the source failed: %v. The checkpoint stays after the last acknowledged batch; run again once the database is reachable", pe.Err))
 		case syncer.StageAPI:
-			return failedErr(fmt.Errorf("CometChat did not take a batch: %v. Nothing was lost: the checkpoint stays before it; run again later", pe.Err))
+			return failedErr(fmt.Errorf("CometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", pe.Err))
 		case syncer.StageState:
 			return failedErr(fmt.Errorf("the state file failed: %v. Check state.path %q (disk space, permissions)", pe.Err, cfg.State.Path))
 		}

@@ -469,6 +469,26 @@ func TestWrongAPIKeyFailsAndKeepsTheCheckpoint(t *testing.T) {
 	}
 }
 
+// A revoked key must fail the pass even when there is nothing to send: a
+// CronJob on a quiet table would otherwise report success forever.
+func TestWrongAPIKeyFailsAPassWithNothingToSend(t *testing.T) {
+	e := newEnv(t)
+	e.addGroups(5)
+	e.once(0)
+	e.configure(func(o *cfgOpts) { o.apiKey = "sk-revoked-key-111" })
+	r := e.once(1)
+	if !strings.Contains(r.stderr, "cometchat.api_key") || !strings.Contains(r.stderr, "AUTH_ERR_APIKEY_NOT_FOUND") {
+		t.Errorf("a revoked key with nothing to send: the failure should name the key to check:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, "sk-revoked-key-111") {
+		t.Errorf("the failure printed the key:\n%s", r.stderr)
+	}
+	var last struct{ OK *bool }
+	if raw := e.status().LastPass; json.Unmarshal(raw, &last) != nil || last.OK == nil || *last.OK {
+		t.Errorf("the last pass is not recorded as failed: %s", raw)
+	}
+}
+
 func firstGUID(t *testing.T, e *env) string {
 	var guid string
 	if err := e.root.QueryRow("SELECT guid FROM chat_groups WHERE id = 1").Scan(&guid); err != nil {

@@ -17,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
 )
 
@@ -52,7 +54,14 @@ type Client struct {
 	importPace *pacer
 	otherPace  *pacer
 	sleep      func(ctx context.Context, d time.Duration) error
+	// lastWarn is when a failing request was last logged at warn level
+	// (unix ns): retries are logged at debug, but an outage must show at
+	// the default level too, without a line for every retry.
+	lastWarn atomic.Int64
 }
+
+// warnEvery is how often retried failures are logged at warn level.
+const warnEvery = 10 * time.Second
 
 // New builds a client. Zero values in cfg get the documented defaults.
 func New(cfg Config, log *zap.Logger) *Client {
@@ -286,6 +295,22 @@ func (c *Client) Delete(ctx context.Context, guid string) error {
 	return err
 }
 
+// ErrStopped is the error of a request that was still waiting for its turn
+// (the pacer, a 429's pause, the backoff before a retry) when its stop
+// context ended: it was not sent, or not sent again.
+var ErrStopped = errors.New("cometchat: stopping: the request was not sent")
+
+type stopKey struct{}
+
+// WithStop returns ctx with a stop signal for graceful shutdown. Once stop
+// is done, requests made with the returned context that are still waiting
+// for their turn give up with ErrStopped, while a request already on the
+// wire runs to its end under ctx. A pass stops this way: no new batch goes
+// out, the batches in flight finish.
+func WithStop(ctx, stop context.Context) context.Context {
+	return context.WithValue(ctx, stopKey{}, stop)
+}
+
 // Ping checks the app ID, region and key with a harmless read
 // (GET /groups?perPage=1).
 func (c *Client) Ping(ctx context.Context) error {
@@ -308,12 +333,29 @@ func (c *Client) do(ctx context.Context, endpoint, method, path string, body any
 			return nil, fmt.Errorf("cometchat %s: encode request: %w", endpoint, err)
 		}
 	}
+	// waitCtx bounds the waiting between sends; ctx bounds the sends.
+	waitCtx := ctx
+	if stop, _ := ctx.Value(stopKey{}).(context.Context); stop != nil {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(stop, cancel)()
+	}
+	stopped := func(err error) error {
+		if ctx.Err() == nil && waitCtx.Err() != nil {
+			return ErrStopped
+		}
+		return err
+	}
 	var deadline time.Time // set at the first send: queueing for the pacer is not retrying
 	failures, sent := 0, 0
 	var last *APIError
 	for {
-		if err := pace.wait(ctx, c.sleep); err != nil {
-			return nil, err
+		if err := pace.wait(waitCtx, c.sleep); err != nil {
+			return nil, stopped(err)
+		}
+		if waitCtx.Err() != nil { // stopped while the pacer let it through
+			return nil, stopped(waitCtx.Err())
 		}
 		if sent == 0 {
 			deadline = time.Now().Add(c.cfg.MaxElapsed)
@@ -364,11 +406,16 @@ func (c *Client) do(ctx context.Context, endpoint, method, path string, body any
 		if time.Now().Add(wait).After(deadline) {
 			return nil, apiErr
 		}
-		c.log.Debug("retrying request", zap.String("endpoint", endpoint), zap.Int("status", apiErr.Status),
-			zap.String("code", apiErr.Code), zap.Duration("wait", wait), zap.Int("attempt", sent))
+		level, msg := zapcore.DebugLevel, "retrying request"
+		if last := c.lastWarn.Load(); !apiErr.RateLimited() && time.Since(time.Unix(0, last)) >= warnEvery &&
+			c.lastWarn.CompareAndSwap(last, time.Now().UnixNano()) {
+			level, msg = zapcore.WarnLevel, "CometChat request failed; retrying (further retries are logged at debug level for 10s)"
+		}
+		c.log.Log(level, msg, zap.String("endpoint", endpoint), zap.Int("status", apiErr.Status),
+			zap.String("code", apiErr.Code), zap.String("error", apiErr.Error()), zap.Duration("wait", wait), zap.Int("attempt", sent))
 		if !apiErr.RateLimited() {
-			if err := c.sleep(ctx, wait); err != nil {
-				return nil, err
+			if err := c.sleep(waitCtx, wait); err != nil {
+				return nil, stopped(err)
 			}
 		}
 	}

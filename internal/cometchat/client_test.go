@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/emulator"
@@ -951,5 +953,88 @@ func TestObserveSeesEveryAnswer(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(got, want) {
 		t.Errorf("observed %v, want %v", got, want)
+	}
+}
+
+// A pass that is told to stop sends no new request: one still waiting for
+// the pacer gives up with ErrStopped and is never sent.
+func TestStopLeavesWaitingRequestsUnsent(t *testing.T) {
+	emu, url := newEmulator(t, emulator.Faults{})
+	c := newClient(t, url, func(cfg *cometchat.Config) { cfg.ImportPerMinute = 60 }) // one a second
+	group := func(guid string) []cometchat.Group {
+		return []cometchat.Group{{GUID: guid, Name: guid, Type: "public"}}
+	}
+	if _, err := c.Import(context.Background(), group("first")); err != nil {
+		t.Fatal(err)
+	}
+	stop, stopNow := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Import(cometchat.WithStop(context.Background(), stop), group("second"))
+		done <- err
+	}()
+	stopNow()
+	if err := <-done; !errors.Is(err, cometchat.ErrStopped) {
+		t.Fatalf("a request waiting for the pacer when the stop came: %v, want ErrStopped", err)
+	}
+	if n := emu.Stats().ImportRequests; n != 1 {
+		t.Errorf("the emulator got %d import requests, want 1: the stopped one was sent", n)
+	}
+	// The stop belongs to that context only: others still send.
+	if _, err := c.Import(context.Background(), group("third")); err != nil {
+		t.Errorf("a request without the stop: %v", err)
+	}
+}
+
+// A request already on the wire when the stop comes runs to its end.
+func TestStopLetsARequestOnTheWireFinish(t *testing.T) {
+	emu, url := newEmulator(t, emulator.Faults{Latency: 300 * time.Millisecond})
+	c := newClient(t, url, nil)
+	stop, stopNow := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		rows, err := c.Import(cometchat.WithStop(context.Background(), stop), []cometchat.Group{{GUID: "wire", Name: "w", Type: "public"}})
+		if err == nil && !rows["wire"].OK {
+			err = fmt.Errorf("row: %+v", rows["wire"])
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for emu.Stats().ImportRequests == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stopNow()
+	if err := <-done; err != nil {
+		t.Fatalf("a request on the wire when the stop came: %v, want it to finish", err)
+	}
+	if _, ok := emu.Group("wire"); !ok {
+		t.Error("the group of the request that finished is not in CometChat")
+	}
+}
+
+// Retries are logged at debug level, but a failing API must show at the
+// default level: one warning per interval, not one per retry.
+func TestRetriedFailuresWarnOncePerInterval(t *testing.T) {
+	_, url := newEmulator(t, emulator.Faults{Outage: true})
+	core, logs := observer.New(zapcore.InfoLevel)
+	cfg := cometchat.Config{BaseURL: url, APIKey: testKey, Timeout: time.Second, MaxAttempts: 3,
+		InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxElapsed: 10 * time.Second,
+		ImportPerMinute: 60_000, OtherPerMinute: 60_000}
+	c := cometchat.New(cfg, zap.New(core))
+	for i := range 3 {
+		if _, err := c.Import(context.Background(), []cometchat.Group{{GUID: fmt.Sprint("g", i), Name: "g", Type: "public"}}); err == nil {
+			t.Fatal("an import during an outage succeeded")
+		}
+	}
+	warns := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	if len(warns) != 1 || logs.Len() != 1 {
+		t.Fatalf("6 retries within a second logged %d entries (%d warnings) at info and above, want exactly 1 warning", logs.Len(), len(warns))
+	}
+	f := warns[0].ContextMap()
+	if f["endpoint"] != "import" || f["status"] != int64(503) || !strings.Contains(warns[0].Message, "retrying") {
+		t.Errorf("the warning does not say what failed: %q %v", warns[0].Message, f)
+	}
+	if strings.Contains(fmt.Sprint(f), testKey) {
+		t.Errorf("the warning shows the API key: %v", f)
 	}
 }

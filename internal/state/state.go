@@ -60,6 +60,7 @@ const (
 	keyFingerprint = "fingerprint"
 	keyLastPass    = "last_pass"
 	keyFullPass    = "full_pass"
+	keySyncedUntil = "synced_until"
 	keyLastSuccess = "last_success"
 )
 
@@ -330,6 +331,21 @@ func (s *Store) FinishFullPass(ctx context.Context) error {
 		return fmt.Errorf("state: finish the full pass: %w", err)
 	}
 	return nil
+}
+
+// SyncedUntil is the upper bound of the last pass that completed, as the
+// syncer encoded it: every row up to it was delivered. nil before any.
+func (s *Store) SyncedUntil(ctx context.Context) (json.RawMessage, error) {
+	v, ok, err := s.meta(ctx, keySyncedUntil)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return json.RawMessage(v), nil
+}
+
+// SetSyncedUntil records the upper bound of a pass that completed.
+func (s *Store) SetSyncedUntil(ctx context.Context, v json.RawMessage) error {
+	return setMeta(ctx, s.db, keySyncedUntil, string(v))
 }
 
 // LastPass returns what SetLastPass stored (nil when nothing was).

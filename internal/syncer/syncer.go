@@ -41,6 +41,8 @@ type Mapper interface {
 type Sink interface {
 	Import(ctx context.Context, groups []cometchat.Group) (map[string]cometchat.RowResult, error)
 	Update(ctx context.Context, guid string, u cometchat.Update) error
+	// Ping checks the credentials with a harmless read.
+	Ping(ctx context.Context) error
 }
 
 // Store is the local state, as a pass needs it.
@@ -51,6 +53,8 @@ type Store interface {
 	FullPass(ctx context.Context) (string, error)
 	StartFullPass(ctx context.Context, mode string) error
 	FinishFullPass(ctx context.Context) error
+	SyncedUntil(ctx context.Context) (json.RawMessage, error)
+	SetSyncedUntil(ctx context.Context, v json.RawMessage) error
 	BeginBulkLoad(ctx context.Context) (bool, error)
 	EndBulkLoad(ctx context.Context) error
 	Known(ctx context.Context, guids []string) (map[string]state.Delivered, error)
@@ -97,6 +101,9 @@ type Syncer struct {
 	cfg    Config
 	log    *zap.Logger
 	now    func() time.Time
+	// syncedUntil is the upper bound of the last pass that completed (from
+	// the state), for the cursor lag of a pass that did not.
+	syncedUntil *source.Value
 	// Progress, when set, is called from the pass every time the figures
 	// change, at most once per ProgressEvery.
 	Progress      func(Report)
@@ -254,6 +261,7 @@ type result struct {
 // ErrInterrupted.
 func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) {
 	rep.StartedAt = s.now()
+	rep.CursorLag = -1 // unknown until the database clock is read
 	defer func() { rep.Duration = s.now().Sub(rep.StartedAt) }()
 	fail := func(stage Stage, err error) (Report, error) {
 		if ctx.Err() != nil {
@@ -311,6 +319,22 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	if err != nil {
 		return fail(StageSource, err)
 	}
+	if raw, err := s.store.SyncedUntil(ctx); err != nil {
+		return fail(StageState, err)
+	} else if raw != nil {
+		s.syncedUntil = new(source.Value)
+		if json.Unmarshal(raw, s.syncedUntil) != nil {
+			s.syncedUntil = nil
+		}
+	}
+	if !dry {
+		// A pass with nothing to send would never learn that the key was
+		// revoked or the app is gone, and report success forever: ask first.
+		if err := s.sink.Ping(ctx); err != nil {
+			rep.CursorLag = s.cursorLag(rep, false, upper)
+			return fail(StageAPI, err)
+		}
+	}
 	errKeys, err := s.store.ErrorKeys(ctx)
 	if err != nil {
 		return fail(StageState, err)
@@ -355,6 +379,16 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 		return fail(StageState, runErr)
 	}
+	if !dry {
+		raw, err := json.Marshal(upper)
+		if err == nil {
+			err = s.store.SetSyncedUntil(ctx, raw)
+		}
+		if err != nil {
+			return fail(StageState, err)
+		}
+		s.syncedUntil = &upper
+	}
 	if mode != "" && !dry {
 		// Every group now follows the current query and mapping: a resync
 		// sent them all, a rescan every one whose object differs.
@@ -371,22 +405,33 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 
 // cursorLag is how far behind the database clock the synced data is. A
 // complete pass has read everything up to the upper bound (clock - lag).
+//
+// After an incomplete pass everything is delivered up to the later of two
+// points: the checkpoint, and the upper bound of the last pass that
+// completed (on a quiet table the checkpoint's row may be days old although
+// nothing is missing; during a resync the checkpoint starts again from the
+// beginning). -1 when neither is known.
 func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value) time.Duration {
 	if complete {
 		return s.cfg.Lag
 	}
-	if rep.Checkpoint == nil {
-		return -1
+	lag := time.Duration(-1)
+	behind := func(v source.Value) {
+		if d, ok := source.Behind(v, upper, s.cfg.IntegerUnit); ok {
+			d = max(d, 0) + s.cfg.Lag
+			if lag < 0 || d < lag {
+				lag = d
+			}
+		}
 	}
 	var cp source.Position
-	if json.Unmarshal(rep.Checkpoint, &cp) != nil {
-		return -1
+	if rep.Checkpoint != nil && json.Unmarshal(rep.Checkpoint, &cp) == nil {
+		behind(cp.Cursor)
 	}
-	d, ok := source.Behind(cp.Cursor, upper, s.cfg.IntegerUnit)
-	if !ok {
-		return -1
+	if s.syncedUntil != nil {
+		behind(*s.syncedUntil)
 	}
-	return max(d, 0) + s.cfg.Lag
+	return lag
 }
 
 // checkFingerprint records the fingerprint on the first pass and reports
@@ -422,7 +467,8 @@ type pass struct {
 
 func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
 	s := p.s
-	// readCtx stops the reader and the workers from taking new batches;
+	// readCtx stops the reader and the workers from taking new batches,
+	// and the requests of taken batches that have not gone out yet;
 	// sendCtx, which outlives a cancelled ctx by ShutdownTimeout, lets the
 	// requests already in flight finish.
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -466,7 +512,9 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 				}
 				var err error
 				if p.opts.DryRun == nil {
-					err = p.deliver(sendCtx, b)
+					// Once stopping, the batch's requests that have not gone
+					// out yet are not sent; those on the wire finish.
+					err = p.deliver(cometchat.WithStop(sendCtx, readCtx), b)
 				}
 				results <- result{b: b, err: err}
 			}
@@ -516,6 +564,7 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 		}
 		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
 			lastProgress = s.now()
+			p.rep.CursorLag = s.cursorLag(*p.rep, false, upper)
 			s.Progress(*p.rep)
 		}
 	}

@@ -22,7 +22,11 @@ import (
 // memSource is an in-memory table read by keyset, standing in for SQL only
 // in these tests of the pass's own ordering logic (the keyset SQL itself is
 // tested against MariaDB in the source package and end to end in cmd).
-type memSource struct{ rows []source.Row }
+type memSource struct {
+	rows     []source.Row
+	upper    int64 // the database clock; 1<<40 when 0
+	upperErr error // the database is down
+}
 
 var columns = []string{"id", "updated_at", "guid", "name", "type"}
 
@@ -42,6 +46,12 @@ func less(a, b source.Row) bool {
 }
 
 func (s *memSource) UpperBound(context.Context) (source.Value, error) {
+	if s.upperErr != nil {
+		return source.Value{}, s.upperErr
+	}
+	if s.upper != 0 {
+		return source.Value{Kind: source.KindInt, Int: s.upper}, nil
+	}
 	return source.Value{Kind: source.KindInt, Int: 1 << 40}, nil
 }
 
@@ -81,6 +91,7 @@ type slowSink struct {
 	acked map[string]bool
 	delay func(first string) time.Duration
 	fail  string // a guid whose batch fails after retries
+	ping  error  // what Ping answers
 }
 
 func (s *slowSink) Import(ctx context.Context, groups []cometchat.Group) (map[string]cometchat.RowResult, error) {
@@ -101,6 +112,37 @@ func (s *slowSink) Import(ctx context.Context, groups []cometchat.Group) (map[st
 }
 
 func (s *slowSink) Update(context.Context, string, cometchat.Update) error { return nil }
+
+func (s *slowSink) Ping(context.Context) error { return s.ping }
+
+// The cursor lag says how far behind the database clock the delivered data
+// is. A failed pass must neither show 0 ("in sync") nor the age of the last
+// row on a quiet table; with the database down it is unknown (-1), which
+// leaves the gauge alone.
+func TestCursorLagOfPassesThatFail(t *testing.T) {
+	src := newMemSource(100) // cursors 1000..1014, in seconds
+	src.upper = 2000
+	sink := &slowSink{acked: map[string]bool{}, delay: func(string) time.Duration { return 0 }}
+	s, _ := newPass(t, src, sink)
+	s.cfg.IntegerUnit, s.cfg.Lag = source.UnitSeconds, 5*time.Second
+	rep, err := s.Run(context.Background(), Options{})
+	if err != nil || rep.CursorLag != 5*time.Second {
+		t.Fatalf("a complete pass: lag %v, %v; want the configured 5s", rep.CursorLag, err)
+	}
+	// Ten minutes later the API refuses the key: nothing changed since
+	// the last complete pass, which read up to 2000.
+	src.upper = 2600
+	sink.ping = &cometchat.APIError{Endpoint: "get", Status: 401, Code: "AUTH_ERR_APIKEY_NOT_FOUND"}
+	rep, err = s.Run(context.Background(), Options{})
+	if err == nil || rep.CursorLag != 605*time.Second {
+		t.Errorf("a failed pass on a quiet table: lag %v (%v); want 605s (10 minutes since the last complete pass, plus lag), not the age of the last row", rep.CursorLag, err)
+	}
+	src.upperErr = errors.New("connection refused")
+	rep, err = s.Run(context.Background(), Options{})
+	if err == nil || rep.CursorLag != -1 {
+		t.Errorf("the database down: lag %v (%v); want -1, unknown", rep.CursorLag, err)
+	}
+}
 
 // checkingStore fails the test if a checkpoint is ever written past a row
 // that the sink has not acknowledged.
