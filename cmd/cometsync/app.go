@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -124,6 +125,11 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		if e.tmpDir, err = os.MkdirTemp("", "cometsync-dry-run-"); err == nil {
 			e.store, err = state.Open(filepath.Join(e.tmpDir, "state.db"), state.Options{ParkAfter: cfg.State.ParkAfter})
 		}
+	}
+	var locked *state.LockedError
+	if err != nil && !errors.As(err, &locked) {
+		return nil, failedErr(fmt.Errorf("state.path %q: %v (the file and its directory must be writable by this user; a directory path is not a file)",
+			cfg.State.Path, strings.TrimPrefix(err.Error(), "state: ")))
 	}
 	if err != nil {
 		return nil, failedErr(err)

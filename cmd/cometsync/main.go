@@ -91,6 +91,13 @@ Start with 'cometsync demo' (no database or account needed), then write a config
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// No command is a usage error (exit 2), with the help to pick one.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usageErr(errors.New("a command is required"))
+		},
 	}
 	root.AddCommand(newOnceCmd(), newRunCmd(), newCheckCmd(), newStatusCmd(), newErrorsCmd(), newDemoCmd())
 	return root

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -307,6 +309,12 @@ func TestConfigErrorsExit2NamingTheKey(t *testing.T) {
 	if r := e.run("once", "--config", e.cfg, "--bogus"); r.code != 2 {
 		t.Errorf("unknown flag: exit %d", r.code)
 	}
+	if r := e.run(); r.code != 2 || !strings.Contains(r.stderr, "a command is required") || !strings.Contains(r.stderr, "once") {
+		t.Errorf("no command: exit %d, stderr:\n%s\nwant exit 2 with the help", r.code, r.stderr)
+	}
+	if r := e.run("--help"); r.code != 0 || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("--help: exit %d", r.code)
+	}
 }
 
 func TestProgressLogLine(t *testing.T) {
@@ -324,5 +332,23 @@ func TestProgressLogLine(t *testing.T) {
 	}
 	if got := bar(250, 1000, 50, 15*time.Second); !strings.HasPrefix(got, "[=======>") || !strings.Contains(got, "250/1000 rows  50 rows/s  ETA 15s") {
 		t.Errorf("bar: %q", got)
+	}
+}
+
+// A state path that cannot be a database file is named as the key to fix.
+func TestUnusableStatePathIsNamed(t *testing.T) {
+	e := newEnv(t)
+	cfg, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() // a directory, not a file
+	cfg = bytes.Replace(cfg, []byte(fmt.Sprintf("path: %q", filepath.Join(e.dir, "state.db"))), []byte(fmt.Sprintf("path: %q", dir)), 1)
+	if err := os.WriteFile(e.cfg, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("once", "--config", e.cfg)
+	if r.code != 1 || !strings.Contains(r.stderr, "state.path") || !strings.Contains(r.stderr, dir) || strings.Contains(r.stderr, "state: state:") {
+		t.Errorf("a directory as state.path: exit %d, stderr:\n%s\nwant exit 1 naming state.path and the path", r.code, r.stderr)
 	}
 }

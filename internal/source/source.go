@@ -124,13 +124,17 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 		log = zap.NewNop()
 	}
 	s := &Source{cfg: cfg, log: log.Named("source")}
+	var mc *mysql.Config
 	if cfg.Driver == DriverMySQL {
-		// Parsed here only to learn parseTime; the driver gets the DSN as is.
-		mc, err := mysql.ParseDSN(cfg.DSN)
-		if err != nil {
+		var err error
+		if mc, err = mysql.ParseDSN(cfg.DSN); err != nil {
 			return nil, fmt.Errorf("source.dsn: %w", err)
 		}
 		s.parseTime = mc.ParseTime
+		// The driver's own messages ("closing bad idle connection" after a
+		// database restart) go to the process's log, not as plain text into
+		// a JSON log stream.
+		mc.Logger = driverLogger{s.log.Named("mysql")}
 	}
 
 	query := strings.TrimRight(strings.TrimSpace(cfg.Query), "; \t\r\n")
@@ -148,9 +152,18 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 		s.columns = fmt.Sprintf("*, +%s AS cometsync_cursor, +%s AS cometsync_key", s.cursor, s.key)
 	}
 
-	db, err := sqlx.Open(cfg.Driver, cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("open source database: %w", err)
+	var db *sqlx.DB
+	if mc != nil {
+		conn, err := mysql.NewConnector(mc)
+		if err != nil {
+			return nil, fmt.Errorf("source.dsn: %w", err)
+		}
+		db = sqlx.NewDb(sql.OpenDB(conn), cfg.Driver)
+	} else {
+		var err error
+		if db, err = sqlx.Open(cfg.Driver, cfg.DSN); err != nil {
+			return nil, fmt.Errorf("open source database: %w", err)
+		}
 	}
 	if err := s.connect(ctx, db); err != nil {
 		_ = db.Close()
@@ -160,6 +173,11 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	s.log.Debug("opened", zap.String("driver", cfg.Driver))
 	return s, nil
 }
+
+// driverLogger hands the MySQL driver's messages to zap.
+type driverLogger struct{ log *zap.Logger }
+
+func (l driverLogger) Print(v ...any) { l.log.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
 func (c Config) validate() error {
 	switch {
