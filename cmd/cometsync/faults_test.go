@@ -165,7 +165,7 @@ func TestSIGTERMLetsInFlightFinishAndRecordsIt(t *testing.T) {
 func TestSIGTERMSendsNoBatchWaitingForTheRateLimit(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(600)
-	e.configure(func(o *cfgOpts) { o.importPM = 120; o.extra = "shutdown_timeout: 30s\n" }) // 2 imports a second
+	e.configure(func(o *cfgOpts) { o.importPM = 60; o.extra = "shutdown_timeout: 30s\n" }) // 1 import a second
 	c := e.start("once", "--config", e.cfg)
 	e.waitImported(100)
 	atSignal := e.emu.Stats().ImportRequests
@@ -176,7 +176,7 @@ func TestSIGTERMSendsNoBatchWaitingForTheRateLimit(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("after SIGTERM: exit %d, want 1:\n%s", r.code, r.stderr)
 	}
-	// Three workers hold batches waiting for their turn at 2 a second; at
+	// Three workers hold batches waiting for their turn at 1 a second; at
 	// most one request can have been let through as the signal came.
 	if after := e.emu.Stats().ImportRequests; after > atSignal+1 {
 		t.Errorf("%d import requests at SIGTERM, %d at exit: batches waiting for the rate limit were sent after the signal", atSignal, after)
