@@ -10,6 +10,7 @@ package emulator
 import (
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -57,12 +58,15 @@ type Emulator struct {
 	maxBatch int
 	now      func() time.Time
 
-	mu       sync.Mutex
-	groups   map[string]*record // by lowercased guid
-	stats    Stats
-	inFlight int
-	faults   Faults
-	chaos    *chaos
+	mu     sync.Mutex
+	groups map[string]*record // by lowercased guid
+	// first and firstStale: see noteStored.
+	first      []string
+	firstStale bool
+	stats      Stats
+	inFlight   int
+	faults     Faults
+	chaos      *chaos
 
 	// referenceOnly turns the import fast path off, for the tests that
 	// hold it to the reference path's answers.
@@ -234,6 +238,9 @@ func (e *Emulator) Put(g cometchat.Group) {
 	now := e.now().Unix()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, ok := e.groups[g.GUID]; !ok {
+		e.noteStored(g.GUID)
+	}
 	e.groups[g.GUID] = &record{group: g, created: now, updated: now}
 }
 
@@ -242,6 +249,7 @@ func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.groups = make(map[string]*record)
+	e.first, e.firstStale = nil, false
 }
 
 // Stats returns a copy of the counters.
@@ -291,4 +299,43 @@ func (e *Emulator) sortedGUIDs() []string {
 	}
 	sort.Strings(guids)
 	return guids
+}
+
+// firstCap is how many of the smallest guids the emulator keeps at hand.
+const firstCap = 16
+
+// noteStored keeps e.first, the firstCap smallest guids in order, as a
+// group is stored: a list of the first page (the key check each pass starts
+// with asks for one group) must not sort or scan a million guids. Called
+// with e.mu held, for a guid that was not stored before.
+func (e *Emulator) noteStored(guid string) {
+	if len(e.first) == firstCap && guid >= e.first[firstCap-1] {
+		return
+	}
+	i := sort.SearchStrings(e.first, guid)
+	e.first = slices.Insert(e.first, i, guid)
+	if len(e.first) > firstCap {
+		e.first = e.first[:firstCap]
+	}
+}
+
+// noteDeleted invalidates e.first when a guid in it goes; the next list
+// builds it again. Called with e.mu held.
+func (e *Emulator) noteDeleted(guid string) {
+	if slices.Contains(e.first, guid) {
+		e.firstStale = true
+	}
+}
+
+// firstGUIDs returns the n smallest guids in order. Called with e.mu held.
+func (e *Emulator) firstGUIDs(n int) []string {
+	if n > firstCap {
+		guids := e.sortedGUIDs()
+		return guids[:min(n, len(guids))]
+	}
+	if e.firstStale {
+		guids := e.sortedGUIDs()
+		e.first, e.firstStale = slices.Clone(guids[:min(firstCap, len(guids))]), false
+	}
+	return e.first[:min(n, len(e.first))]
 }

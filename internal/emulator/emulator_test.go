@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -614,6 +617,48 @@ func TestGet(t *testing.T) {
 	}
 	if len(list.Data) != 2 || list.Data[0]["guid"] != "a" || list.Data[1]["guid"] != "b" || list.Meta.Pagination.Total != 3 {
 		t.Errorf("GET /groups?perPage=2 = %s", rep.body)
+	}
+}
+
+// Paging through the list visits every group once, in guid order.
+func TestListPagesInGUIDOrder(t *testing.T) {
+	e, srv := newServer(t, Config{})
+	var want []string
+	for _, i := range rand.Perm(50) {
+		guid := fmt.Sprintf("g%02d", i)
+		e.Put(cometchat.Group{GUID: guid, Name: guid, Type: "public"})
+		want = append(want, guid)
+	}
+	sort.Strings(want)
+	var got []string
+	for page := 1; page <= 9; page++ {
+		rep := mustSend(t, srv, http.MethodGet, fmt.Sprintf("/v3/groups?perPage=7&page=%d", page), "")
+		var list struct {
+			Data []struct{ GUID string } `json:"data"`
+		}
+		if err := json.Unmarshal(rep.body, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range list.Data {
+			got = append(got, g.GUID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages of 7 gave %v, want %v", got, want)
+	}
+	// The first page follows deletes and new groups too.
+	mustSend(t, srv, http.MethodDelete, "/v3/groups/g00", "")
+	mustSend(t, srv, http.MethodDelete, "/v3/groups/g02", "")
+	e.Put(cometchat.Group{GUID: "g015", Name: "x", Type: "public"})
+	rep := mustSend(t, srv, http.MethodGet, "/v3/groups?perPage=3", "")
+	var list struct {
+		Data []struct{ GUID string } `json:"data"`
+	}
+	if err := json.Unmarshal(rep.body, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Data) != 3 || list.Data[0].GUID != "g01" || list.Data[1].GUID != "g015" || list.Data[2].GUID != "g03" {
+		t.Errorf("first page after deleting g00 and g02 and adding g015: %s", rep.body)
 	}
 }
 

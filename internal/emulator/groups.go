@@ -184,6 +184,7 @@ func (e *Emulator) handleDelete(w http.ResponseWriter, guid string) string {
 		return writeNotFound(w, guid)
 	}
 	delete(e.groups, guid)
+	e.noteDeleted(guid)
 	e.stats.Deletes++
 	return writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
 		"success": true,
@@ -211,21 +212,22 @@ func (e *Emulator) handleList(w http.ResponseWriter, r *http.Request) string {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	guids := e.sortedGUIDs()
+	total := len(e.groups)
 	data := []groupView{}
-	if start := (page - 1) * perPage; start < len(guids) {
-		for _, guid := range guids[start:min(start+perPage, len(guids))] {
+	if start := (page - 1) * perPage; start < total {
+		guids := e.firstGUIDs(start + perPage)
+		for _, guid := range guids[start:] {
 			data = append(data, e.groups[guid].view())
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"data": data,
 		"meta": map[string]any{"pagination": map[string]int{
-			"total":        len(guids),
+			"total":        total,
 			"count":        len(data),
 			"per_page":     perPage,
 			"current_page": page,
-			"total_pages":  (len(guids) + perPage - 1) / perPage,
+			"total_pages":  (total + perPage - 1) / perPage,
 		}},
 	})
 }

@@ -187,6 +187,7 @@ func (e *Emulator) importRows(rows []importRow, reject func(string) (string, str
 		}
 		rec := &record{group: p.group, created: p.created}
 		e.groups[guid] = rec
+		e.noteStored(guid)
 		e.stats.ImportedRows++
 		views[j] = rec.view()
 		results[p.i] = rowResult{Success: true, Data: &views[j]}
