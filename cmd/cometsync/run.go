@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/daemon"
 	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/server"
@@ -60,6 +61,8 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 			if err != nil {
 				return usageErr(err)
 			}
+			// Refused credentials do not fix themselves: not ready at once.
+			d.FailsReadiness = cometchat.IsAuth
 			if cfg.HTTP.Listen != "" {
 				srv := server.New(cfg.HTTP.Listen, m.Registry, d.Ready, log.Named("http"))
 				if err := srv.Start(); err != nil {

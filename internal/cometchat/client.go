@@ -69,10 +69,10 @@ func New(cfg Config, log *zap.Logger) *Client {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.MaxAttempts = 10
 	}
 	if cfg.InitialBackoff <= 0 {
-		cfg.InitialBackoff = 500 * time.Millisecond
+		cfg.InitialBackoff = time.Second
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second

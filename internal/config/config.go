@@ -144,8 +144,8 @@ func Default() *Config {
 			Concurrency: 4,
 			Timeout:     Duration(30 * time.Second),
 			Retry: Retry{
-				MaxAttempts:    5,
-				InitialBackoff: Duration(500 * time.Millisecond),
+				MaxAttempts:    10,
+				InitialBackoff: Duration(time.Second),
 				MaxBackoff:     Duration(30 * time.Second),
 				MaxElapsed:     Duration(2 * time.Minute),
 			},

@@ -103,7 +103,7 @@ func TestParseValid(t *testing.T) {
 			return c.CometChat.Timeout.Duration() == 90*time.Second && c.CometChat.BatchSize == 10 && c.ShutdownTimeout == Duration(250*time.Millisecond)
 		}},
 		{"empty value keeps the default", edit("", "  timeout:\n  retry:\n"), func(c *Config) bool {
-			return c.CometChat.Timeout == Duration(30*time.Second) && c.CometChat.Retry.MaxAttempts == 5
+			return c.CometChat.Timeout == Duration(30*time.Second) && c.CometChat.Retry.MaxAttempts == 10 && c.CometChat.Retry.InitialBackoff == Duration(time.Second)
 		}},
 		{"integer and RFC 3339 starts", edit("    tiebreaker: id\n", "    tiebreaker: id\n    start: 1700000000\n"), func(c *Config) bool {
 			return c.Source.Cursor.Start == "1700000000"

@@ -35,6 +35,11 @@ type Daemon struct {
 	log      *zap.Logger
 	now      func() time.Time
 
+	// FailsReadiness, when set, picks the pass errors that make the daemon
+	// not ready at once rather than after StaleAfter intervals: failures
+	// that will not fix themselves, such as refused credentials.
+	FailsReadiness func(error) bool
+
 	passes sync.WaitGroup
 
 	mu          sync.Mutex
@@ -146,6 +151,9 @@ func (d *Daemon) Ready() (bool, string) {
 	}
 	if last.IsZero() {
 		return false, "no pass has completed yet" + why
+	}
+	if lastErr != nil && d.FailsReadiness != nil && d.FailsReadiness(lastErr) {
+		return false, "not ready until a pass succeeds" + why
 	}
 	limit := max(StaleAfter*d.Interval(), time.Minute)
 	age := d.now().Sub(last)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,5 +232,33 @@ func TestBadSchedule(t *testing.T) {
 	if _, err := New("every five minutes", nil, time.Second, zaptest.NewLogger(t), nil); err == nil ||
 		!strings.Contains(err.Error(), `schedule "every five minutes"`) {
 		t.Errorf("bad schedule: %v", err)
+	}
+}
+
+// A failure that will not fix itself (refused credentials) makes the
+// daemon not ready at once; others only after StaleAfter intervals.
+func TestFailuresThatFailReadinessAtOnce(t *testing.T) {
+	errRevoked := errors.New("the key was revoked")
+	var failWith error // the passes run in this goroutine (runPass)
+	d, err := New("*/5 * * * *", func(context.Context) error { return failWith }, time.Second, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.FailsReadiness = func(err error) bool { return errors.Is(err, errRevoked) }
+	d.runPass(context.Background())
+	failWith = errors.New("CometChat answered 503")
+	d.runPass(context.Background())
+	if ok, why := d.Ready(); !ok {
+		t.Errorf("one transient failure after a success: not ready (%s); want ready until 3 intervals pass", why)
+	}
+	failWith = fmt.Errorf("pass failed: %w", errRevoked)
+	d.runPass(context.Background())
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "the key was revoked") {
+		t.Errorf("after a revoked key: ready=%v %q; want not ready, with the reason", ok, why)
+	}
+	failWith = nil
+	d.runPass(context.Background())
+	if ok, why := d.Ready(); !ok {
+		t.Errorf("after the key was fixed and a pass succeeded: not ready (%s)", why)
 	}
 }
