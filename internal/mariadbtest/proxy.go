@@ -1,7 +1,6 @@
 package mariadbtest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -9,7 +8,9 @@ import (
 
 // Proxy is a TCP proxy in front of a server, for tests in which the
 // database goes away: Break closes every connection and refuses new ones,
-// as a crashed or unreachable database does; Restore brings it back.
+// as a crashed or unreachable database does; Restore brings it back. Stall
+// keeps the connections open but forwards nothing, as a frozen server or a
+// partition without resets does.
 type Proxy struct {
 	target string
 	addr   string
@@ -18,7 +19,9 @@ type Proxy struct {
 	ln     net.Listener
 	conns  map[net.Conn]bool
 	broken bool
-	wg     sync.WaitGroup
+	// stalled, when not nil, holds back every byte until it is closed.
+	stalled chan struct{}
+	wg      sync.WaitGroup
 }
 
 // NewProxy starts a proxy on a free loopback port to target (host:port)
@@ -77,7 +80,24 @@ func (p *Proxy) serve(ln net.Listener) {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			stalled := p.stalled
+			p.mu.Unlock()
+			if stalled != nil {
+				<-stalled
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -86,10 +106,34 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	p.mu.Unlock()
 }
 
+// Stall stops forwarding data; connections stay open. Unstall or Break
+// ends it.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Unstall forwards what was held back and goes on forwarding.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
 // Break closes the listener and every open connection.
 func (p *Proxy) Break() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
 	p.broken = true
 	if p.ln != nil {
 		p.ln.Close()

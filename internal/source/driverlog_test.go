@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -39,5 +40,48 @@ func TestDriverMessagesGoToTheLog(t *testing.T) {
 	}
 	if !strings.Contains(driver[0].Message, "connection") || driver[0].Level != zapcore.WarnLevel {
 		t.Errorf("driver message: %s %q", driver[0].Level, driver[0].Message)
+	}
+}
+
+// A database that stops answering but keeps the connection open must fail
+// the read (the pass ends with exit 1 and the next one goes on), not hang
+// it forever.
+func TestAStalledDatabaseFailsTheRead(t *testing.T) {
+	db := newDB(t, groupsSchema)
+	proxy := mariadbtest.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.Port()))
+	dsn := strings.Replace(db.reader, fmt.Sprintf("127.0.0.1:%d", srv.Port()), proxy.Addr(), 1)
+	dsn += "?readTimeout=1s"
+	s := openSource(t, groupsConfig(dsn))
+	upper := upperBound(t, s)
+	proxy.Stall()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ReadPage(context.Background(), nil, upper, 10)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "did not answer within the DSN's readTimeout") {
+			t.Errorf("a read from a stalled database: %v, want an error that says the database did not answer", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read from a stalled database hung (readTimeout 1s)")
+	}
+	proxy.Unstall()
+	if _, err := s.ReadPage(context.Background(), nil, upper, 10); err != nil {
+		t.Errorf("a read after the database answers again: %v", err)
+	}
+}
+
+// Without a readTimeout in the DSN, cometsync sets one; the user's wins.
+func TestMySQLReadTimeoutDefault(t *testing.T) {
+	for dsn, want := range map[string]time.Duration{
+		"u:p@tcp(db:3306)/chat?parseTime=true":                 DefaultReadTimeout,
+		"u:p@tcp(db:3306)/chat?parseTime=true&readTimeout=30s": 30 * time.Second,
+	} {
+		mc, err := mysqlConfig(dsn)
+		if err != nil || mc.ReadTimeout != want {
+			t.Errorf("%s: readTimeout %v (%v), want %v", dsn, mc.ReadTimeout, err, want)
+		}
 	}
 }

@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	var mc *mysql.Config
 	if cfg.Driver == DriverMySQL {
 		var err error
-		if mc, err = mysql.ParseDSN(cfg.DSN); err != nil {
+		if mc, err = mysqlConfig(cfg.DSN); err != nil {
 			return nil, fmt.Errorf("source.dsn: %w", err)
 		}
 		s.parseTime = mc.ParseTime
@@ -172,6 +172,34 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	s.db = db
 	s.log.Debug("opened", zap.String("driver", cfg.Driver))
 	return s, nil
+}
+
+// DefaultReadTimeout is the MySQL driver's readTimeout when the DSN sets
+// none: a database that stops answering without closing the connection (a
+// frozen server, a partition) fails the read instead of hanging the pass,
+// and the daemon, forever. Long enough for any query a pass runs.
+const DefaultReadTimeout = 5 * time.Minute
+
+// mysqlConfig parses a MySQL DSN and applies cometsync's defaults.
+func mysqlConfig(dsn string) (*mysql.Config, error) {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if mc.ReadTimeout == 0 {
+		mc.ReadTimeout = DefaultReadTimeout
+	}
+	return mc, nil
+}
+
+// lost explains the MySQL driver's "invalid connection": the connection
+// broke, or the database did not answer within readTimeout.
+func lost(err error) error {
+	if errors.Is(err, mysql.ErrInvalidConn) {
+		return fmt.Errorf("%w: the connection broke, or the database did not answer within the DSN's readTimeout (%s unless set)",
+			err, DefaultReadTimeout)
+	}
+	return err
 }
 
 // driverLogger hands the MySQL driver's messages to zap.
@@ -393,7 +421,7 @@ func (s *Source) UpperBound(ctx context.Context) (Value, error) {
 		}
 		var nowMicros int64
 		if err := s.db.GetContext(ctx, &nowMicros, q); err != nil {
-			return Value{}, fmt.Errorf("read the database clock: %w", err)
+			return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
 		}
 		unit := int64(1_000_000)
 		if s.cfg.IntegerUnit == UnitMilliseconds {
@@ -417,11 +445,11 @@ func (s *Source) UpperBound(ctx context.Context) (Value, error) {
 		arg = []any{fmt.Sprintf("-%d.%03d seconds", lagMillis/1000, lagMillis%1000)}
 	}
 	if err := s.db.QueryRowContext(ctx, q, arg...).Scan(&raw); err != nil {
-		return Value{}, fmt.Errorf("read the database clock: %w", err)
+		return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
 	}
 	v, err := ValueOf(raw)
 	if err != nil {
-		return Value{}, fmt.Errorf("read the database clock: %w", err)
+		return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
 	}
 	return v, nil
 }
@@ -477,7 +505,7 @@ func (s *Source) ReadPage(ctx context.Context, after *Position, upper Value, lim
 	_, args := s.keyset(after, upper)
 	rows, err := s.query(ctx, s.PageSQL(after != nil), append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("read page: %w", err)
+		return nil, fmt.Errorf("read page: %w", lost(err))
 	}
 	if len(rows) > limit {
 		return nil, fmt.Errorf("read page: the database returned %d rows for LIMIT %d", len(rows), limit)
@@ -500,7 +528,7 @@ func (s *Source) ReadKeys(ctx context.Context, keys []Value) ([]Row, error) {
 			s.columns, s.from, s.key, strings.Repeat(", ?", len(chunk)-1), s.cursor, s.key)
 		rows, err := s.query(ctx, q, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read rows by key: %w", err)
+			return nil, fmt.Errorf("read rows by key: %w", lost(err))
 		}
 		out = append(out, rows...)
 	}
@@ -516,7 +544,7 @@ func (s *Source) Count(ctx context.Context, after *Position, upper Value) (int64
 	where, args := s.keyset(after, upper)
 	var n int64
 	if err := s.db.GetContext(ctx, &n, "SELECT COUNT(*) FROM "+s.from+" WHERE "+where, args...); err != nil {
-		return 0, fmt.Errorf("count rows: %w", err)
+		return 0, fmt.Errorf("count rows: %w", lost(err))
 	}
 	return n, nil
 }
