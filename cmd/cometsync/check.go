@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,7 +154,9 @@ func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sam
 	}
 	c.ok("source.cursor: %s is a %s cursor; this pass would read up to %s (database clock - %s lag)", sc.Cursor.Column, kind, upper, sc.Cursor.Lag)
 	if n, err := src.Count(ctx, nil, upper); err == nil {
-		c.ok("source: %d rows to sync on a first pass (%s at CometChat's 3,000 groups a minute)", n, backfillTime(n))
+		perMinute := cfg.CometChat.RateLimits.ImportPerMinute * cfg.CometChat.BatchSize
+		c.ok("source: %d rows to sync on a first pass (%s at %s groups a minute: cometchat.rate_limits.import_per_minute %d × batch_size %d)",
+			n, backfillTime(n, perMinute), thousands(perMinute), cfg.CometChat.RateLimits.ImportPerMinute, cfg.CometChat.BatchSize)
 	}
 	switch n, err := src.NullCursors(ctx); {
 	case err != nil:
@@ -239,8 +242,17 @@ func sqlName(s string) string {
 
 // backfillTime is how long a first pass of n groups takes at CometChat's
 // data-import limit (60 requests of 50 a minute).
-func backfillTime(n int64) string {
-	d := time.Duration(n) * time.Minute / 3000
+// thousands writes n with thousands separators: 3,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func backfillTime(n int64, perMinute int) string {
+	d := time.Duration(n) * time.Minute / time.Duration(max(perMinute, 1))
 	if d < time.Minute {
 		return "under a minute"
 	}

@@ -177,3 +177,23 @@ func TestCheckConfigListsEveryBadValue(t *testing.T) {
 		}
 	}
 }
+
+// check's first-backfill estimate follows the configured rate.
+func TestBackfillEstimateFollowsTheRate(t *testing.T) {
+	for _, tc := range []struct {
+		rows      int64
+		perMinute int
+		want      string
+	}{
+		{1_000_000, 3000, "about 5h33m0s"},
+		{1_000_000, 60000, "about 17m0s"},
+		{100, 3000, "under a minute"},
+	} {
+		if got := backfillTime(tc.rows, tc.perMinute); got != tc.want {
+			t.Errorf("%d rows at %d a minute: %q, want %q", tc.rows, tc.perMinute, got, tc.want)
+		}
+	}
+	if got := thousands(1234567); got != "1,234,567" {
+		t.Errorf("thousands(1234567) = %q", got)
+	}
+}

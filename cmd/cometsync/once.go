@@ -42,6 +42,9 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 2 bad config or usage.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if resync && rescan {
+				return usageErr(errors.New("--resync and --rescan exclude each other: a resync sends every group, a rescan only the groups that changed"))
+			}
 			cfg, log, ctx, stop, err := prepare(cmd, path)
 			if err != nil {
 				return err
@@ -53,7 +56,6 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
 	cmd.Flags().BoolVar(&rescan, "rescan", false, "re-read every row from the start and send only the groups whose object changed")
-	cmd.MarkFlagsMutuallyExclusive("resync", "rescan")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
 	return cmd
 }

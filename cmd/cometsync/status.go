@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +58,8 @@ func openStateReadOnly(cfg *config.Config) (*state.Store, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, failedErr(err)
+		return nil, failedErr(fmt.Errorf("state.path %q: %v (it must be the state file a pass wrote; a directory path is not a file)",
+			cfg.State.Path, strings.TrimPrefix(err.Error(), "state: ")))
 	}
 	return st, nil
 }
@@ -96,6 +98,9 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "state:\t%s\n", st.StatePath)
 	cp := "none (no batch acknowledged yet)"
+	if st.RescanInProgress || st.ResyncInProgress {
+		cp = "none yet in this full pass (it reads from the beginning; what was delivered before is kept)"
+	}
 	if st.Checkpoint != nil {
 		cp = string(st.Checkpoint)
 	}

@@ -389,8 +389,20 @@ func TestRescanSendsOnlyWhatChangedUnseen(t *testing.T) {
 	if n := e.requests(); n != 0 {
 		t.Errorf("the pass after a rescan made %d requests, want none", n)
 	}
-	if r := e.run("once", "--config", e.cfg, "--rescan", "--resync"); r.code != 2 || !strings.Contains(r.stderr, "rescan") {
+	if r := e.run("once", "--config", e.cfg, "--rescan", "--resync"); r.code != 2 || !strings.Contains(r.stderr, "exclude each other") {
 		t.Errorf("--rescan with --resync: exit %d, %s; want 2 naming the flags", r.code, r.stderr)
+	}
+}
+
+// A rescan that cannot start (the API is down before anything was read)
+// leaves the state as it was: checkpoint kept, no full pass in progress.
+func TestRescanThatCannotStartChangesNothing(t *testing.T) {
+	e := rescanWorld(t)
+	before := e.status().Checkpoint
+	e.emu.SetFaults(emulator.Faults{Outage: true})
+	e.once(1, "--rescan")
+	if st := e.status(); st.RescanInProgress || string(st.Checkpoint) != string(before) {
+		t.Errorf("after a rescan that could not start: %+v; want the checkpoint %s kept and no rescan in progress", st, before)
 	}
 }
 
@@ -398,7 +410,8 @@ func TestRescanSendsOnlyWhatChangedUnseen(t *testing.T) {
 // CronJob's next run) carries it on and completes it.
 func TestInterruptedRescanIsCarriedOn(t *testing.T) {
 	e := rescanWorld(t)
-	e.emu.SetFaults(emulator.Faults{Outage: true})
+	// Writes fail once the pass is under way (the key check reads).
+	e.emu.SetFaults(emulator.Faults{WriteOutage: true})
 	e.once(1, "--rescan")
 	if st := e.status(); !st.RescanInProgress {
 		t.Fatalf("status after a failed rescan: %+v, want rescan_in_progress", st)

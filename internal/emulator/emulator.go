@@ -121,7 +121,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, rt route) strin
 	if f.Latency > 0 && !sleep(r, f.Latency) {
 		return outcomeCanceled
 	}
-	if f.Outage {
+	if f.Outage || (f.WriteOutage && r.Method != http.MethodGet) {
 		return writeError(w, http.StatusServiceUnavailable, codeException, "the service is unavailable (emulated outage); retry later")
 	}
 	if status, ok := e.authorize(w, r); !ok {

@@ -935,6 +935,20 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+func TestWriteOutage(t *testing.T) {
+	e, srv := newServer(t, Config{})
+	e.Put(cometchat.Group{GUID: "a", Name: "A", Type: "public"})
+	e.SetFaults(Faults{WriteOutage: true})
+	if rep := mustSend(t, srv, http.MethodGet, "/groups?perPage=1", ""); rep.status != http.StatusOK {
+		t.Errorf("a read during a write outage: HTTP %d %s", rep.status, rep.body)
+	}
+	mustSend(t, srv, http.MethodPost, "/data_import/groups", string(importGroups(t, "b"))).wantError(t, http.StatusServiceUnavailable, "ERR_EXCEPTION")
+	mustSend(t, srv, http.MethodPut, "/groups/a", `{"name":"A2"}`).wantError(t, http.StatusServiceUnavailable, "ERR_EXCEPTION")
+	if g, _ := e.Group("a"); g.Name != "A" || len(e.Groups()) != 1 {
+		t.Errorf("written during a write outage: %+v, %d groups", g, len(e.Groups()))
+	}
+}
+
 func TestRejectRow(t *testing.T) {
 	e, srv := newServer(t, Config{})
 	e.SetFaults(Faults{RejectRow: func(guid string) (string, string, bool) {

@@ -23,6 +23,7 @@ type Faults struct {
 	ResetRate         float64       // fraction of requests whose connection is closed without an answer
 	HangRate          float64       // fraction of requests that never answer until the client goes away
 	Outage            bool          // every request answered HTTP 503 ERR_EXCEPTION
+	WriteOutage       bool          // every request but GET answered HTTP 503 ERR_EXCEPTION: reads work, writes do not
 	// RejectRow, when set, is asked about every import row that passed
 	// validation (with the lowercased guid), once per row per request, before
 	// the row is stored; reject=true answers the row with code and message

@@ -293,11 +293,6 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	if err := s.checkFingerprint(ctx, &rep, dry); err != nil {
 		return fail(StageState, err)
 	}
-	if starting != "" && !dry {
-		if err := s.store.StartFullPass(ctx, starting); err != nil {
-			return fail(StageState, err)
-		}
-	}
 	var after *source.Position
 	if starting == "" {
 		cp, err := s.store.Checkpoint(ctx)
@@ -333,6 +328,13 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		if err := s.sink.Ping(ctx); err != nil {
 			rep.CursorLag = s.cursorLag(rep, false, upper)
 			return fail(StageAPI, err)
+		}
+	}
+	// A full pass forgets the checkpoint only once the source and the API
+	// answered: one that cannot start leaves the state as it was.
+	if starting != "" && !dry {
+		if err := s.store.StartFullPass(ctx, starting); err != nil {
+			return fail(StageState, err)
 		}
 	}
 	errKeys, err := s.store.ErrorKeys(ctx)
