@@ -224,6 +224,18 @@ const (
 	commitDelay = 20 * time.Millisecond
 )
 
+// MaxUnrecorded is the most batches CometChat can have acknowledged that
+// the state has not recorded yet, at any moment of a pass: what a crash
+// (SIGKILL, power loss) can make the next pass send again. They are the
+// batches in flight (one per worker), those waiting for the collector (the
+// results buffer, two per worker) and those waiting for their group commit.
+func MaxUnrecorded(concurrency int) int {
+	return concurrency + resultsPerWorker*concurrency + commitEvery
+}
+
+// resultsPerWorker sizes the buffer between the workers and the collector.
+const resultsPerWorker = 2
+
 // item is one row on its way to CometChat.
 type item struct {
 	key      string
@@ -493,7 +505,7 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 	}()
 
 	work := make(chan *batch, s.cfg.Concurrency)
-	results := make(chan result, s.cfg.Concurrency*2)
+	results := make(chan result, s.cfg.Concurrency*resultsPerWorker)
 
 	var readErr error
 	var wg sync.WaitGroup
