@@ -81,6 +81,13 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// statePathError names state.path and its value for a state file that
+// cannot be opened (the state package's errors start with "state: ").
+func statePathError(path string, err error) error {
+	return fmt.Errorf("state.path %q: %v (the file and its directory must be writable by this user; a directory path is not a file)",
+		path, strings.TrimPrefix(err.Error(), "state: "))
+}
+
 // engine is every part a pass needs, wired together.
 type engine struct {
 	cfg    *config.Config
@@ -128,8 +135,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	}
 	var locked *state.LockedError
 	if err != nil && !errors.As(err, &locked) {
-		return nil, failedErr(fmt.Errorf("state.path %q: %v (the file and its directory must be writable by this user; a directory path is not a file)",
-			cfg.State.Path, strings.TrimPrefix(err.Error(), "state: ")))
+		return nil, failedErr(statePathError(cfg.State.Path, err))
 	}
 	if err != nil {
 		return nil, failedErr(err)

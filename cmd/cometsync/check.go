@@ -122,7 +122,7 @@ func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample i
 			"while it runs, 'once' with this config exits at once with exit 1, as would a second 'run'; "+
 			"'once --dry-run', 'status' and 'errors' still work", cfg.State.Path)
 	default:
-		c.bad("state.path %q: %v (the file and its directory must be writable by this user)", cfg.State.Path, strings.TrimPrefix(err.Error(), "state: "))
+		c.bad("%v", statePathError(cfg.State.Path, err))
 	}
 	return c
 }

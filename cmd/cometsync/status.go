@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -58,8 +57,7 @@ func openStateReadOnly(cfg *config.Config) (*state.Store, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, failedErr(fmt.Errorf("state.path %q: %v (it must be the state file a pass wrote; a directory path is not a file)",
-			cfg.State.Path, strings.TrimPrefix(err.Error(), "state: ")))
+		return nil, failedErr(statePathError(cfg.State.Path, err))
 	}
 	return st, nil
 }
