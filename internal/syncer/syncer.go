@@ -101,9 +101,6 @@ type Syncer struct {
 	cfg    Config
 	log    *zap.Logger
 	now    func() time.Time
-	// syncedUntil is the upper bound of the last pass that completed (from
-	// the state), for the cursor lag of a pass that did not.
-	syncedUntil *source.Value
 	// Progress, when set, is called from the pass every time the figures
 	// change, at most once per ProgressEvery.
 	Progress      func(Report)
@@ -326,19 +323,22 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	if err != nil {
 		return fail(StageSource, err)
 	}
+	// until is the upper bound of the last pass that completed, for the
+	// cursor lag of this one if it does not.
+	var until *source.Value
 	if raw, err := s.store.SyncedUntil(ctx); err != nil {
 		return fail(StageState, err)
 	} else if raw != nil {
-		s.syncedUntil = new(source.Value)
-		if json.Unmarshal(raw, s.syncedUntil) != nil {
-			s.syncedUntil = nil
+		until = new(source.Value)
+		if json.Unmarshal(raw, until) != nil {
+			until = nil
 		}
 	}
 	if !dry {
 		// A pass with nothing to send would never learn that the key was
 		// revoked or the app is gone, and report success forever: ask first.
 		if err := s.sink.Ping(ctx); err != nil {
-			rep.CursorLag = s.cursorLag(rep, false, upper)
+			rep.CursorLag = s.cursorLag(rep, false, upper, until)
 			return fail(StageAPI, err)
 		}
 	}
@@ -380,9 +380,9 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 	}
 
-	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}}
+	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until}
 	runErr := p.run(ctx, after, upper)
-	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper)
+	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper, until)
 	if runErr != nil {
 		var pe *PassError
 		if errors.As(runErr, &pe) && ctx.Err() == nil {
@@ -401,7 +401,6 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		if err != nil {
 			return fail(StageState, err)
 		}
-		s.syncedUntil = &upper
 	}
 	if mode != "" && !dry {
 		// Every group now follows the current query and mapping: a resync
@@ -425,7 +424,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 // completed (on a quiet table the checkpoint's row may be days old although
 // nothing is missing; during a resync the checkpoint starts again from the
 // beginning). -1 when neither is known.
-func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value) time.Duration {
+func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value, until *source.Value) time.Duration {
 	if complete {
 		return s.cfg.Lag
 	}
@@ -442,8 +441,8 @@ func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value) time.D
 	if rep.Checkpoint != nil && json.Unmarshal(rep.Checkpoint, &cp) == nil {
 		behind(cp.Cursor)
 	}
-	if s.syncedUntil != nil {
-		behind(*s.syncedUntil)
+	if until != nil {
+		behind(*until)
 	}
 	return lag
 }
@@ -477,6 +476,7 @@ type pass struct {
 	resync  bool
 	seq     int
 	retried map[string]bool // row keys re-read from the error store this pass
+	until   *source.Value   // see Run
 }
 
 func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
@@ -578,7 +578,7 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 		}
 		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
 			lastProgress = s.now()
-			p.rep.CursorLag = s.cursorLag(*p.rep, false, upper)
+			p.rep.CursorLag = s.cursorLag(*p.rep, false, upper, p.until)
 			s.Progress(*p.rep)
 		}
 	}
