@@ -26,17 +26,30 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// With an hourly schedule, the only pass in the first seconds is the one at
-// start: it must come at once, and only once.
-func TestPassAtStart(t *testing.T) {
+// start runs d until the returned stop is called; stop returns Run's error.
+func start(d *Daemon) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() error { cancel(); return <-done }
+}
+
+// counting is a daemon on spec whose passes only count themselves.
+func counting(t *testing.T, spec string) (*Daemon, *atomic.Int32) {
+	t.Helper()
 	var passes atomic.Int32
-	d, err := New("@every 1h", func(context.Context) error { passes.Add(1); return nil }, 5*time.Second, zaptest.NewLogger(t), nil)
+	d, err := New(spec, func(context.Context) error { passes.Add(1); return nil }, 5*time.Second, zaptest.NewLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- d.Run(ctx) }()
+	return d, &passes
+}
+
+// With an hourly schedule, the only pass in the first seconds is the one at
+// start: it must come at once, and only once.
+func TestPassAtStart(t *testing.T) {
+	d, passes := counting(t, "@every 1h")
+	stop := start(d)
 	if !waitFor(t, 5*time.Second, func() bool { return passes.Load() >= 1 }) {
 		t.Fatal("no pass at start within 5 s")
 	}
@@ -47,8 +60,7 @@ func TestPassAtStart(t *testing.T) {
 	if n := passes.Load(); n != 1 {
 		t.Errorf("passes in the first half second on an hourly schedule: %d, want 1", n)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel: %v", err)
 	}
 }
@@ -57,19 +69,12 @@ func TestPassAtStart(t *testing.T) {
 // is a range, not an exact figure: cron rounds the first tick to a whole
 // second, so it can come within milliseconds of the start pass.
 func TestPassesOnSchedule(t *testing.T) {
-	var passes atomic.Int32
-	d, err := New("@every 1s", func(context.Context) error { passes.Add(1); return nil }, 5*time.Second, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- d.Run(ctx) }()
+	d, passes := counting(t, "@every 1s")
+	stop := start(d)
 	if !waitFor(t, 10*time.Second, func() bool { return passes.Load() >= 3 }) {
 		t.Errorf("passes within 10 s on @every 1s: %d, want at least 3", passes.Load())
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel: %v", err)
 	}
 	stopped := passes.Load()
@@ -122,9 +127,7 @@ func TestPanicIsRecoveredAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- d.Run(ctx) }()
+	stop := start(d)
 	var pe *PanicError
 	if !waitFor(t, 5*time.Second, func() bool { return errors.As(d.LastError(), &pe) }) {
 		t.Fatalf("the panicking pass at start was not recorded: last error %v", d.LastError())
@@ -136,8 +139,7 @@ func TestPanicIsRecoveredAndReported(t *testing.T) {
 		ok, why := d.Ready()
 		t.Errorf("the pass after a panic did not run or did not count: ready=%v %q calls=%d", ok, why, calls.Load())
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,12 +157,9 @@ func TestStopWaitsForTheRunningPass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- d.Run(ctx) }()
+	stop := start(d)
 	<-started
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if !finished.Load() {
