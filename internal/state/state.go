@@ -252,6 +252,15 @@ func (s *Store) meta(ctx context.Context, key string) (string, bool, error) {
 	return v, true, nil
 }
 
+// metaJSON reads a meta value stored as JSON; nil when there is none.
+func (s *Store) metaJSON(ctx context.Context, key string) (json.RawMessage, error) {
+	v, ok, err := s.meta(ctx, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return json.RawMessage(v), nil
+}
+
 func setMeta(ctx context.Context, ex execer, key, value string) error {
 	_, err := ex.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES(?, ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
@@ -268,11 +277,7 @@ type execer interface {
 // Checkpoint is the last acknowledged position, as the syncer wrote it;
 // nil before the first acknowledged batch.
 func (s *Store) Checkpoint(ctx context.Context) (json.RawMessage, error) {
-	v, ok, err := s.meta(ctx, keyCheckpoint)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return json.RawMessage(v), nil
+	return s.metaJSON(ctx, keyCheckpoint)
 }
 
 // Fingerprint is the query+mapping fingerprint of the last full sync; ""
@@ -336,11 +341,7 @@ func (s *Store) FinishFullPass(ctx context.Context) error {
 // SyncedUntil is the upper bound of the last pass that completed, as the
 // syncer encoded it: every row up to it was delivered. nil before any.
 func (s *Store) SyncedUntil(ctx context.Context) (json.RawMessage, error) {
-	v, ok, err := s.meta(ctx, keySyncedUntil)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return json.RawMessage(v), nil
+	return s.metaJSON(ctx, keySyncedUntil)
 }
 
 // SetSyncedUntil records the upper bound of a pass that completed.
@@ -350,11 +351,7 @@ func (s *Store) SetSyncedUntil(ctx context.Context, v json.RawMessage) error {
 
 // LastPass returns what SetLastPass stored (nil when nothing was).
 func (s *Store) LastPass(ctx context.Context) (json.RawMessage, error) {
-	v, ok, err := s.meta(ctx, keyLastPass)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return json.RawMessage(v), nil
+	return s.metaJSON(ctx, keyLastPass)
 }
 
 // SetLastPass stores the figures of the pass that just ended.
