@@ -31,15 +31,23 @@ func TestDriverMessagesGoToTheLog(t *testing.T) {
 	upper := upperBound(t, s) // leaves an idle connection in the pool
 	proxy.Break()
 	proxy.Restore(t)
+	// Whether the driver notices the dead connection before it sends the
+	// query (it throws it away: "closing bad idle connection") or only when
+	// the answer does not come ("connection reset by peer", "unexpected
+	// EOF", and this read fails as a pass would) depends on when the close
+	// reaches this side. Either way
+	// the next read works, and the driver said so in the log.
 	if _, err := s.ReadPage(context.Background(), nil, upper, 10); err != nil {
-		t.Fatalf("a read after the database came back: %v", err)
+		if _, err := s.ReadPage(context.Background(), nil, upper, 10); err != nil {
+			t.Fatalf("a second read after the database came back: %v", err)
+		}
 	}
 	driver := logs.FilterLoggerName("source.mysql").All()
 	if len(driver) == 0 {
 		t.Fatalf("no driver message in the log after a dropped connection; the log has: %v", logs.All())
 	}
-	if !strings.Contains(driver[0].Message, "connection") || driver[0].Level != zapcore.WarnLevel {
-		t.Errorf("driver message: %s %q", driver[0].Level, driver[0].Message)
+	if m := driver[0].Message; !strings.Contains(m, "connection") && !strings.Contains(m, "EOF") || driver[0].Level != zapcore.WarnLevel {
+		t.Errorf("driver message: %s %q", driver[0].Level, m)
 	}
 }
 
