@@ -190,10 +190,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	}, log.Named("cometchat"))
 	e.syncer = syncer.New(e.src, e.mapper, e.client, e.store, syncer.Config{
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
-		Fingerprint:     e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
-		ShutdownTimeout: cfg.ShutdownTimeout.Duration(),
-		Lag:             sc.Cursor.Lag.Duration(),
-		IntegerUnit:     sc.Cursor.IntegerUnit,
+		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
+		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
+		Lag:               sc.Cursor.Lag.Duration(),
+		IntegerUnit:       sc.Cursor.IntegerUnit,
+		KeyColumn:         e.mapper.GUIDColumn(),
+		MaxInvalidPercent: sc.MaxInvalidPercent,
 	}, log.Named("syncer"), time.Now)
 	return e, nil
 }
@@ -217,8 +219,11 @@ func (e *engine) observePass(rep syncer.Report, runErr error) {
 	m.Rows(metrics.OutcomeImported, rep.Imported)
 	m.Rows(metrics.OutcomeUpdated, rep.Updated)
 	m.Rows(metrics.OutcomeUnchanged, rep.Unchanged)
-	m.Rows(metrics.OutcomeFailed, rep.Rejected)
-	m.Rows(metrics.OutcomeInvalid, rep.Invalid)
+	m.Rows(metrics.OutcomeRejected, rep.NewRejected)
+	m.Rows(metrics.OutcomeInvalid, rep.NewInvalid)
+	m.Rows(metrics.OutcomeDuplicate, rep.NewDuplicate)
+	m.Retries(metrics.RetryFailed, rep.Failed()-rep.NewFailed())
+	m.Retries(metrics.RetryCleared, rep.Cleared)
 	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag}
 	if total, parked, err := e.store.FailedRows(context.Background()); err == nil {
 		p.FailedRows, p.ParkedRows = total, parked

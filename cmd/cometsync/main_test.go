@@ -57,6 +57,9 @@ type cfgOpts struct {
 	parkAfter int
 	importPM  int    // cometchat.rate_limits.import_per_minute
 	extra     string // appended YAML
+	// sourceExtra is appended to the source section (two-space indented
+	// keys, e.g. "  max_invalid_percent: 100\n"); cursorExtra to its cursor.
+	sourceExtra, cursorExtra string
 }
 
 func newEnv(t *testing.T) *env {
@@ -99,8 +102,8 @@ func (e *env) writeConfig() {
     column: updated_at
     tiebreaker: id
     lag: %s
-  page_size: %d
-cometchat:
+%s  page_size: %d
+%scometchat:
   app_id: testapp
   region: eu
   api_key: %q
@@ -121,7 +124,7 @@ state:
 log:
   level: info
   format: json
-%s`, e.reader+o.dsnParams, indented, o.lag, o.pageSize, o.apiKey, e.http.URL, o.batchSize, o.importPM,
+%s`, e.reader+o.dsnParams, indented, o.lag, o.cursorExtra, o.pageSize, o.sourceExtra, o.apiKey, e.http.URL, o.batchSize, o.importPM,
 		filepath.Join(e.dir, "state.db"), o.parkAfter, o.extra)
 	if err := os.WriteFile(e.cfg, []byte(yaml), 0o600); err != nil {
 		e.t.Fatal(err)

@@ -99,8 +99,8 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	if dryRun {
 		opts.DryRun = stdout
 		rep, runErr := eng.syncer.Run(ctx, opts)
-		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d parked; nothing was sent or recorded\n",
-			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Parked)
+		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d duplicate keys, %d parked; nothing was sent or recorded\n",
+			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Duplicate, rep.Parked)
 		return passFailure(cfg, runErr)
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))
@@ -147,6 +147,10 @@ func passFailure(cfg *config.Config, err error) error {
 			return failedErr(fmt.Errorf("CometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", pe.Err))
 		case syncer.StageState:
 			return failedErr(fmt.Errorf("the state file failed: %v. Check state.path %q (disk space, permissions)", pe.Err, cfg.State.Path))
+		case syncer.StageMapping:
+			return failedErr(fmt.Errorf("%v. The rows are in the error store ('cometsync errors'); fix source.query or the mapping "+
+				"(run 'cometsync check' to see sampled rows as they would be sent), and they are retried on the next pass. "+
+				"If the data really is this bad, raise source.max_invalid_percent (now %d)", pe.Err, cfg.Source.MaxInvalidPercent))
 		}
 	}
 	return failedErr(err)
@@ -177,7 +181,8 @@ func recordPass(eng *engine, rep syncer.Report, runErr error) {
 	}
 	fields := []zap.Field{
 		zap.Bool("ok", runErr == nil), zap.Int("read", rep.Read), zap.Int("imported", rep.Imported), zap.Int("updated", rep.Updated),
-		zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("parked", rep.Parked),
+		zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("duplicate", rep.Duplicate),
+		zap.Int("new_failed", rep.NewFailed()), zap.Int("parked", rep.Parked),
 		zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
 	}
 	if kind := passKind(rep); kind != "pass" {
@@ -206,9 +211,9 @@ func printReport(w io.Writer, rep syncer.Report, ok bool) {
 	if !ok {
 		verdict = passKind(rep) + " did not complete"
 	}
-	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d failed (%d invalid, %d rejected), %d parked skipped\n",
+	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d failed (%d invalid, %d rejected, %d duplicate keys; %d of them new in the error store), %d parked skipped\n",
 		verdict, rep.Duration.Round(time.Millisecond), rep.Read, rep.Retried, rep.Imported, rep.Updated, rep.Unchanged,
-		rep.Failed(), rep.Invalid, rep.Rejected, rep.Parked)
+		rep.Failed(), rep.Invalid, rep.Rejected, rep.Duplicate, rep.NewFailed(), rep.Parked)
 	cp := "none yet"
 	if rep.Checkpoint != nil {
 		cp = string(rep.Checkpoint)

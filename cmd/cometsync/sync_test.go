@@ -221,7 +221,7 @@ func TestInvalidRowsRecordedAndTheRestDelivered(t *testing.T) {
 	if n := len(e.emu.Groups()); n != 60 {
 		t.Errorf("delivered %d groups, want the 60 valid ones", n)
 	}
-	if !strings.Contains(r.stdout, "5 failed (5 invalid, 0 rejected)") {
+	if !strings.Contains(r.stdout, "5 failed (5 invalid, 0 rejected, 0 duplicate keys;") {
 		t.Errorf("summary does not count the invalid rows:\n%s", r.stdout)
 	}
 	rows := e.rowErrors()

@@ -39,6 +39,10 @@ type Source struct {
 	Query    string `yaml:"query"`
 	Cursor   Cursor `yaml:"cursor"`
 	PageSize int    `yaml:"page_size"`
+	// MaxInvalidPercent fails a pass (exit 1) in which more than this
+	// percentage of the rows read by the cursor are invalid, at least 100
+	// of them: a mapping mistake, not bad data. 100 never fails.
+	MaxInvalidPercent int `yaml:"max_invalid_percent"`
 }
 
 // Cursor is the keyset the query is paged and checkpointed by.
@@ -131,8 +135,9 @@ type Metrics struct {
 func Default() *Config {
 	return &Config{
 		Source: Source{
-			Driver:   "mysql",
-			PageSize: 1000,
+			Driver:            "mysql",
+			PageSize:          1000,
+			MaxInvalidPercent: 50,
 			Cursor: Cursor{
 				Lag:         Duration(5 * time.Second),
 				IntegerUnit: "seconds",

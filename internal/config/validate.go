@@ -203,6 +203,7 @@ func (c *Config) validateSource(p *problems) {
 	}
 	p.add(oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds"))
 	p.add(inRange("source.page_size", s.PageSize, 1, 100000, " rows a query"))
+	p.add(inRange("source.max_invalid_percent", s.MaxInvalidPercent, 1, 100, " (percent of the rows read; 100 never fails a pass)"))
 }
 
 // validateQuery wants a SELECT (or WITH … SELECT), after whitespace and

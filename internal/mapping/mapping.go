@@ -225,6 +225,10 @@ func lookupField(name string) (field, bool) {
 	return 0, false
 }
 
+// GUIDColumn is the result column the guid is mapped from, as the query
+// names it.
+func (m *Mapper) GUIDColumn() string { return m.columns[m.index[fGUID]] }
+
 // Columns returns the query's result columns, as given to New.
 func (m *Mapper) Columns() []string {
 	return append([]string(nil), m.columns...)

@@ -23,6 +23,7 @@ type Metrics struct {
 	passDuration    prometheus.Histogram
 	passes          *prometheus.CounterVec
 	rows            *prometheus.CounterVec
+	retries         *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	failedRows      prometheus.Gauge
@@ -30,13 +31,24 @@ type Metrics struct {
 	cursorLag       prometheus.Gauge
 }
 
-// Outcomes of rows, the values of cometsync_rows_total's outcome label.
+// Outcomes of rows, the values of cometsync_rows_total's outcome label. A
+// row that fails (invalid, rejected, duplicate: it goes to the error store)
+// is counted once, in the pass that first records it; its retries are
+// counted by cometsync_row_retries_total.
 const (
 	OutcomeImported  = "imported"
 	OutcomeUpdated   = "updated"
 	OutcomeUnchanged = "unchanged"
-	OutcomeFailed    = "failed"  // rejected by the API for this row
-	OutcomeInvalid   = "invalid" // broke CometChat's constraints; never sent
+	OutcomeRejected  = "rejected"  // refused by the API for this row
+	OutcomeInvalid   = "invalid"   // broke CometChat's constraints; never sent
+	OutcomeDuplicate = "duplicate" // mapped to a guid another row owns; never sent
+)
+
+// Outcomes of retries of rows in the error store, the values of
+// cometsync_row_retries_total's outcome label.
+const (
+	RetryFailed  = "failed"  // failed again
+	RetryCleared = "cleared" // delivered, unchanged, or gone from the source
 )
 
 // New registers every collector. withProcess adds the Go and process
@@ -60,7 +72,11 @@ func New(version string, withProcess bool) *Metrics {
 		}, []string{"result"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometsync_rows_total",
-			Help: "Rows by outcome: imported, updated, unchanged (not sent), failed (rejected by the API), invalid (never sent).",
+			Help: "Rows by outcome: imported, updated, unchanged (not sent); a failed row once, when it first enters the error store: invalid (never sent), rejected (by the API), duplicate (its guid belongs to another row; never sent).",
+		}, []string{"outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_row_retries_total",
+			Help: "Rows in the error store read again by a pass, by outcome: failed (again) or cleared.",
 		}, []string{"outcome"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometsync_requests_total",
@@ -89,15 +105,17 @@ func New(version string, withProcess bool) *Metrics {
 		Help: "The running version (always 1).",
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
-	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.requests, m.requestDuration,
+	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.retries, m.requests, m.requestDuration,
 		m.failedRows, m.parkedRows, m.cursorLag, build)
 	if withProcess {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	// Series users alert on exist from the start, at zero.
-	for _, o := range []string{OutcomeImported, OutcomeUpdated, OutcomeUnchanged, OutcomeFailed, OutcomeInvalid} {
+	for _, o := range []string{OutcomeImported, OutcomeUpdated, OutcomeUnchanged, OutcomeRejected, OutcomeInvalid, OutcomeDuplicate} {
 		m.rows.WithLabelValues(o)
 	}
+	m.retries.WithLabelValues(RetryFailed)
+	m.retries.WithLabelValues(RetryCleared)
 	m.passes.WithLabelValues("success")
 	m.passes.WithLabelValues("failure")
 	return m
@@ -117,6 +135,13 @@ func (m *Metrics) ObserveRequest(endpoint string, status int, _ string, took tim
 func (m *Metrics) Rows(outcome string, n int) {
 	if n > 0 {
 		m.rows.WithLabelValues(outcome).Add(float64(n))
+	}
+}
+
+// Retries counts retried rows of the error store by outcome.
+func (m *Metrics) Retries(outcome string, n int) {
+	if n > 0 {
+		m.retries.WithLabelValues(outcome).Add(float64(n))
 	}
 }
 

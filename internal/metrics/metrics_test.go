@@ -66,6 +66,7 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 		{"cometsync_pass_duration_seconds", dto.MetricType_HISTOGRAM, nil},
 		{"cometsync_passes_total", dto.MetricType_COUNTER, []string{"result"}},
 		{"cometsync_rows_total", dto.MetricType_COUNTER, []string{"outcome"}},
+		{"cometsync_row_retries_total", dto.MetricType_COUNTER, []string{"outcome"}},
 		{"cometsync_requests_total", dto.MetricType_COUNTER, []string{"code", "endpoint"}},
 		{"cometsync_request_duration_seconds", dto.MetricType_HISTOGRAM, []string{"endpoint"}},
 		{"cometsync_failed_rows", dto.MetricType_GAUGE, nil},
@@ -128,18 +129,23 @@ cometsync_parked_rows 0
 # TYPE cometsync_passes_total counter
 cometsync_passes_total{result="failure"} 0
 cometsync_passes_total{result="success"} 0
-# HELP cometsync_rows_total Rows by outcome: imported, updated, unchanged (not sent), failed (rejected by the API), invalid (never sent).
+# HELP cometsync_row_retries_total Rows in the error store read again by a pass, by outcome: failed (again) or cleared.
+# TYPE cometsync_row_retries_total counter
+cometsync_row_retries_total{outcome="cleared"} 0
+cometsync_row_retries_total{outcome="failed"} 0
+# HELP cometsync_rows_total Rows by outcome: imported, updated, unchanged (not sent); a failed row once, when it first enters the error store: invalid (never sent), rejected (by the API), duplicate (its guid belongs to another row; never sent).
 # TYPE cometsync_rows_total counter
-cometsync_rows_total{outcome="failed"} 0
+cometsync_rows_total{outcome="duplicate"} 0
 cometsync_rows_total{outcome="imported"} 0
 cometsync_rows_total{outcome="invalid"} 0
+cometsync_rows_total{outcome="rejected"} 0
 cometsync_rows_total{outcome="unchanged"} 0
 cometsync_rows_total{outcome="updated"} 0
 `
 
 // passFigures are the metric families atStart shows.
 var passFigures = []string{"cometsync_build_info", "cometsync_cursor_lag_seconds", "cometsync_failed_rows",
-	"cometsync_last_success_timestamp_seconds", "cometsync_parked_rows", "cometsync_passes_total", "cometsync_rows_total"}
+	"cometsync_last_success_timestamp_seconds", "cometsync_parked_rows", "cometsync_passes_total", "cometsync_rows_total", "cometsync_row_retries_total"}
 
 // withValues returns exposition with the values of some series changed:
 // series (as written in exposition) -> new value.
@@ -201,20 +207,22 @@ func TestObservePass(t *testing.T) {
 	m.Rows(OutcomeImported, 4)
 	m.Rows(OutcomeUpdated, 2)
 	m.Rows(OutcomeUnchanged, 10)
-	m.Rows(OutcomeFailed, 1)
+	m.Rows(OutcomeRejected, 1)
 	m.Rows(OutcomeInvalid, 3)
+	m.Retries(RetryFailed, 2)
 	m.ObservePass(Pass{OK: true, Duration: 1500 * time.Millisecond, End: end, CursorLag: 90 * time.Second, FailedRows: 4, ParkedRows: 1})
 	afterSuccess := withValues(t, atStart, map[string]string{
-		`cometsync_cursor_lag_seconds`:              "90",
-		`cometsync_failed_rows`:                     "4",
-		`cometsync_last_success_timestamp_seconds`:  "1741064767.891", // end, to the millisecond
-		`cometsync_parked_rows`:                     "1",
-		`cometsync_passes_total{result="success"}`:  "1",
-		`cometsync_rows_total{outcome="failed"}`:    "1",
-		`cometsync_rows_total{outcome="imported"}`:  "4",
-		`cometsync_rows_total{outcome="invalid"}`:   "3",
-		`cometsync_rows_total{outcome="unchanged"}`: "10",
-		`cometsync_rows_total{outcome="updated"}`:   "2",
+		`cometsync_cursor_lag_seconds`:                  "90",
+		`cometsync_failed_rows`:                         "4",
+		`cometsync_last_success_timestamp_seconds`:      "1741064767.891", // end, to the millisecond
+		`cometsync_parked_rows`:                         "1",
+		`cometsync_passes_total{result="success"}`:      "1",
+		`cometsync_rows_total{outcome="rejected"}`:      "1",
+		`cometsync_row_retries_total{outcome="failed"}`: "2",
+		`cometsync_rows_total{outcome="imported"}`:      "4",
+		`cometsync_rows_total{outcome="invalid"}`:       "3",
+		`cometsync_rows_total{outcome="unchanged"}`:     "10",
+		`cometsync_rows_total{outcome="updated"}`:       "2",
 	})
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(afterSuccess), passFigures...); err != nil {
 		t.Errorf("after a successful pass: %v", err)
@@ -224,7 +232,7 @@ func TestObservePass(t *testing.T) {
 	// success and the last known lag alone: "no success for N minutes"
 	// alerts must keep counting from the last real success.
 	m.Rows(OutcomeImported, 0)
-	m.Rows(OutcomeFailed, -1) // a negative count must not panic a counter
+	m.Rows(OutcomeRejected, -1) // a negative count must not panic a counter
 	m.ObservePass(Pass{OK: false, Duration: time.Second, End: end.Add(time.Hour), CursorLag: -1, FailedRows: 6, ParkedRows: 0})
 	afterFailure := withValues(t, afterSuccess, map[string]string{
 		`cometsync_failed_rows`:                    "6",

@@ -21,8 +21,12 @@ import (
 )
 
 // schemaVersion is the state's format, kept in SQLite's user_version. A
-// build refuses a state written in a newer format rather than misread it.
-const schemaVersion = 1
+// build refuses a state written in a newer format rather than misread it,
+// and migrates an older one in place (see migrate.go).
+//
+//	1: delivered(guid, hash, present, delivered_at), row_errors, meta
+//	2: delivered.row_key: the source row that owns each guid
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -33,7 +37,8 @@ CREATE TABLE IF NOT EXISTS delivered (
 	guid         TEXT NOT NULL, -- unique: see deliveredIndex
 	hash         BLOB NOT NULL,
 	present      INTEGER NOT NULL,
-	delivered_at INTEGER NOT NULL
+	delivered_at INTEGER NOT NULL,
+	row_key      TEXT           -- the row that owns the guid; NULL for deliveries of format 1
 );
 CREATE TABLE IF NOT EXISTS row_errors (
 	row_key    TEXT PRIMARY KEY,
@@ -93,6 +98,9 @@ type Store struct {
 	// bulk is set between BeginBulkLoad and EndBulkLoad: delivered has no
 	// index, Known knows nothing and Apply appends.
 	bulk bool
+	// owners is false for a read-only state of format 1, which has no
+	// row_key column (it is not migrated: an older daemon may be running).
+	owners bool
 }
 
 // ErrNoState means a read-only open found no state file: nothing has run yet.
@@ -154,8 +162,9 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("state %s was written by a newer cometsync (state format %d, this build knows %d): "+
 			"run the newer version, or give this one its own state.path", path, version, schemaVersion)
 	}
+	s.owners = version >= 2 || !opts.ReadOnly
 	if !opts.ReadOnly {
-		if _, err := db.Exec(schema + fmt.Sprintf("PRAGMA user_version = %d;", schemaVersion)); err != nil {
+		if err := migrate(db, version); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("state: prepare %s: %w", path, err)
 		}
@@ -385,6 +394,11 @@ type Delivered struct {
 	GUID    string
 	Hash    string // hash of the object last acknowledged by CometChat (opaque bytes)
 	Present uint32 // which optional fields that object had
+	// RowKey is the source row that owns the guid (its tiebreaker as
+	// text): a second row that maps to the same guid is a duplicate, not
+	// an update. "" for a delivery recorded before owners were (format 1):
+	// the next row to deliver it becomes its owner.
+	RowKey string
 }
 
 // Known returns what the state remembers of these guids. It is a hint: the
@@ -400,7 +414,11 @@ func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered
 	}
 	for start := 0; start < len(guids); start += 500 {
 		chunk := guids[start:min(start+500, len(guids))]
-		q := `SELECT guid, hash, present FROM delivered INDEXED BY delivered_guid WHERE guid IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		owner := "COALESCE(row_key, '')"
+		if !s.owners {
+			owner = "''"
+		}
+		q := `SELECT guid, hash, present, ` + owner + ` FROM delivered INDEXED BY delivered_guid WHERE guid IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
 		args := make([]any, len(chunk))
 		for i, g := range chunk {
 			args[i] = g
@@ -414,7 +432,7 @@ func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered
 		}
 		for rows.Next() {
 			var d Delivered
-			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present); err != nil {
+			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present, &d.RowKey); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("state: read delivered hashes: %w", err)
 			}
@@ -463,10 +481,10 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 	// the write, and the collector that calls Apply is the one serial step
 	// of a pass. (A multi-row INSERT would need a statement journal.)
 	if len(c.Delivered) > 0 {
-		q := `INSERT INTO delivered(guid, hash, present, delivered_at) VALUES(?,?,?,?)
-			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, delivered_at=excluded.delivered_at`
+		q := `INSERT INTO delivered(guid, hash, present, delivered_at, row_key) VALUES(?,?,?,?,?)
+			ON CONFLICT(guid) DO UPDATE SET hash=excluded.hash, present=excluded.present, delivered_at=excluded.delivered_at, row_key=excluded.row_key`
 		if s.bulk {
-			q = `INSERT INTO delivered(guid, hash, present, delivered_at) VALUES(?,?,?,?)`
+			q = `INSERT INTO delivered(guid, hash, present, delivered_at, row_key) VALUES(?,?,?,?,?)`
 		}
 		stmt, err := tx.PrepareContext(ctx, q)
 		if err != nil {
@@ -478,7 +496,7 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 		// would only cost the driver a goroutine per row to watch it.
 		rowCtx := context.WithoutCancel(ctx)
 		for _, d := range c.Delivered {
-			if _, err := stmt.ExecContext(rowCtx, d.GUID, []byte(d.Hash), d.Present, now); err != nil {
+			if _, err := stmt.ExecContext(rowCtx, d.GUID, []byte(d.Hash), d.Present, now, nullText(d.RowKey)); err != nil {
 				return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
 			}
 		}
@@ -510,6 +528,14 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 		return fmt.Errorf("state: commit: %w", err)
 	}
 	return nil
+}
+
+// nullText stores "" as NULL.
+func nullText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func boolInt(b bool) int {

@@ -83,12 +83,32 @@ type Config struct {
 	// integer_unit), to tell how far behind the database clock the sync is.
 	Lag         time.Duration
 	IntegerUnit string
+	// KeyColumn is the result column the guid is mapped from; a first
+	// backfill asks the source which guids more than one row maps to (see
+	// dupFinder). "" skips the bulk load of the state.
+	KeyColumn string
+	// MaxInvalidPercent fails a pass in which more than this share of the
+	// rows read by the cursor are invalid (at least MinInvalidRows of them):
+	// a mapping mistake, not bad data. 0 means 50; 100 never fails.
+	MaxInvalidPercent int
 }
+
+// MinInvalidRows is the fewest invalid rows read by the cursor that can
+// fail a pass as a likely mapping mistake (see Config.MaxInvalidPercent).
+const MinInvalidRows = 100
 
 // counter is what a Source offers to count the rows a pass has to go, for
 // progress reports.
 type counter interface {
 	Count(ctx context.Context, after *source.Position, upper source.Value) (int64, error)
+}
+
+// dupFinder is what a Source offers to find the keys that more than one of
+// its rows (up to upper) maps to, lowercased as the mapping lowercases
+// guids. A first backfill needs it: the state cannot tell who owns a guid
+// while it bulk loads.
+type dupFinder interface {
+	DuplicateKeys(ctx context.Context, column string, upper source.Value) (map[string]bool, error)
 }
 
 // Syncer runs passes. It is not safe to run two passes at once on one
@@ -101,6 +121,8 @@ type Syncer struct {
 	cfg    Config
 	log    *zap.Logger
 	now    func() time.Time
+	// bulkDups hands the duplicate guids found by beginBulkLoad to the pass.
+	bulkDups map[string]bool
 	// Progress, when set, is called from the pass every time the figures
 	// change, at most once per ProgressEvery.
 	Progress      func(Report)
@@ -120,6 +142,9 @@ func New(src Source, mapper Mapper, sink Sink, store Store, cfg Config, log *zap
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.MaxInvalidPercent <= 0 {
+		cfg.MaxInvalidPercent = 50
 	}
 	if now == nil {
 		now = time.Now
@@ -151,9 +176,16 @@ type Report struct {
 	Unchanged int `json:"unchanged"` // same object as last delivered: not sent
 	Invalid   int `json:"invalid"`   // broke CometChat's constraints: not sent
 	Rejected  int `json:"rejected"`  // refused by the API for this row
-	Parked    int `json:"parked"`    // parked rows that did not change: not sent
-	Cleared   int `json:"cleared"`   // row errors resolved (delivered, or the row is gone)
-	DryRun    int `json:"would_send,omitempty"`
+	Duplicate int `json:"duplicate"` // mapped to a guid another row owns: not sent
+	// NewInvalid, NewRejected and NewDuplicate count the failed rows that
+	// were not in the error store before this pass: each row error is
+	// counted once there, its retries are not.
+	NewInvalid   int `json:"new_invalid"`
+	NewRejected  int `json:"new_rejected"`
+	NewDuplicate int `json:"new_duplicate"`
+	Parked       int `json:"parked"`  // parked rows that did not change: not sent
+	Cleared      int `json:"cleared"` // row errors resolved (delivered, or the row is gone)
+	DryRun       int `json:"would_send,omitempty"`
 
 	// ToGo is the number of rows the pass expected to read when it started
 	// (counted only when progress is reported); -1 when not counted.
@@ -171,8 +203,14 @@ type Report struct {
 	Duration           time.Duration   `json:"duration_ns"`
 }
 
-// Failed is the number of rows that ended the pass in the error store.
-func (r Report) Failed() int { return r.Invalid + r.Rejected }
+// Failed is the number of rows that ended the pass in the error store:
+// "failed" always means a row in the error store (invalid, rejected or a
+// duplicate key), in the summary, the metrics and `status` alike.
+func (r Report) Failed() int { return r.Invalid + r.Rejected + r.Duplicate }
+
+// NewFailed is the number of failed rows that entered the error store in
+// this pass.
+func (r Report) NewFailed() int { return r.NewInvalid + r.NewRejected + r.NewDuplicate }
 
 func (r *Report) add(o Report) {
 	r.Read += o.Read
@@ -182,6 +220,10 @@ func (r *Report) add(o Report) {
 	r.Unchanged += o.Unchanged
 	r.Invalid += o.Invalid
 	r.Rejected += o.Rejected
+	r.Duplicate += o.Duplicate
+	r.NewInvalid += o.NewInvalid
+	r.NewRejected += o.NewRejected
+	r.NewDuplicate += o.NewDuplicate
 	r.Parked += o.Parked
 	r.Cleared += o.Cleared
 	r.DryRun += o.DryRun
@@ -195,7 +237,26 @@ const (
 	StageState  Stage = "state"
 	StageSource Stage = "source"
 	StageAPI    Stage = "cometchat"
+	// StageMapping is a pass that completed, every row recorded, in which
+	// most rows were invalid: see InvalidRowsError.
+	StageMapping Stage = "mapping"
 )
+
+// InvalidRowsError is a pass in which most rows read by the cursor were
+// invalid, too many for bad data: the query or the mapping is likely wrong
+// (a raw enum selected as type, a column in the wrong unit). The rows are
+// recorded in the error store and the checkpoint moved past them.
+type InvalidRowsError struct {
+	Invalid, Read int    // invalid rows and rows read by the cursor
+	Field         string // the field most of them failed on
+	Example       string // one of their messages, e.g. `type: "O" is not ...`
+	MaxPercent    int    // the configured share that was exceeded
+}
+
+func (e *InvalidRowsError) Error() string {
+	return fmt.Sprintf("%d of the %d rows read by the cursor are invalid (more than %d%%), most of them for %s (e.g. %s): "+
+		"this looks like a mapping mistake rather than bad data", e.Invalid, e.Read, e.MaxPercent, e.Field, e.Example)
+}
 
 // PassError is a pass that did not complete. Report says what it did before;
 // the checkpoint in the state is wherever the last fully accounted-for batch
@@ -247,9 +308,11 @@ type item struct {
 // what was already decided for the others. Its end is the position of its
 // last row; nil for rows re-read from the error store.
 type batch struct {
-	seq     int
-	items   []item
-	guids   map[string]bool
+	seq   int
+	items []item
+	// claimed lists the guids whose owners this batch records (see
+	// pass.claims).
+	claimed []string
 	done    Report
 	changes state.Changes
 	end     *source.Position
@@ -257,6 +320,8 @@ type batch struct {
 }
 
 func (b *batch) empty() bool { return b.rows == 0 }
+
+func newBatch() *batch { return &batch{} }
 
 // result is a batch after delivery.
 type result struct {
@@ -367,7 +432,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		// A first backfill (nothing delivered yet) lets the state append
 		// and index once at the end; see state.Store.BeginBulkLoad. The
 		// index is built even when the pass fails or is interrupted.
-		bulk, bulkErr := s.store.BeginBulkLoad(ctx)
+		bulk, bulkErr := s.beginBulkLoad(ctx, upper)
 		if bulkErr != nil {
 			return fail(StageState, bulkErr)
 		}
@@ -380,7 +445,12 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 	}
 
-	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until}
+	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
+		claims: map[string]string{}, keepClaims: dry, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+	if s.bulkDups != nil {
+		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true
+		s.bulkDups = nil
+	}
 	runErr := p.run(ctx, after, upper)
 	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper, until)
 	if runErr != nil {
@@ -413,7 +483,46 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 		rep.FingerprintChanged = false
 	}
+	if ie := p.tooManyInvalid(); ie != nil {
+		s.log.Error("most rows of this pass are invalid: check the query and the mapping", zap.Error(ie))
+		return rep, &PassError{Stage: StageMapping, Err: ie}
+	}
 	return rep, nil
+}
+
+// beginBulkLoad starts the bulk load of a first backfill (see
+// state.Store.BeginBulkLoad) when the source can say which guids more than
+// one of its rows maps to: while the state bulk loads it knows no guid, so
+// it cannot tell a second row of a guid from the first. Without that
+// answer the pass keeps the state's index (slower, as correct).
+func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, error) {
+	df, ok := s.src.(dupFinder)
+	if !ok || s.cfg.KeyColumn == "" {
+		return false, nil
+	}
+	bulk, err := s.store.BeginBulkLoad(ctx)
+	if err != nil || !bulk {
+		return false, err
+	}
+	dups, err := df.DuplicateKeys(ctx, s.cfg.KeyColumn, upper)
+	if err != nil {
+		s.log.Warn("could not ask the source for duplicate guids; the first backfill keeps the state's index (slower)", zap.Error(err))
+		return false, s.store.EndBulkLoad(ctx)
+	}
+	s.bulkDups = dups
+	return true, nil
+}
+
+// tooManyInvalid is the InvalidRowsError of a pass whose rows read by the
+// cursor were mostly invalid, or nil.
+func (p *pass) tooManyInvalid() *InvalidRowsError {
+	max := p.s.cfg.MaxInvalidPercent
+	if max >= 100 || p.cursorInvalid < MinInvalidRows || p.cursorInvalid*100 <= max*p.cursorRead {
+		return nil
+	}
+	field, _ := mostCommon(p.invalidBy)
+	example, _ := mostCommon(p.invalidExample[field])
+	return &InvalidRowsError{Invalid: p.cursorInvalid, Read: p.cursorRead, Field: field, Example: example, MaxPercent: max}
 }
 
 // cursorLag is how far behind the database clock the synced data is. A
@@ -477,6 +586,27 @@ type pass struct {
 	seq     int
 	retried map[string]bool // row keys re-read from the error store this pass
 	until   *source.Value   // see Run
+
+	// A guid belongs to one source row. claims holds the owners the state
+	// does not know yet: the guids of rows sent and not yet recorded (the
+	// collector drops them once the state has them), or, when keepClaims
+	// is set (a dry run, or a bulk load during which the state knows no
+	// guid), every guid claimed this pass. A bulk load claims only the
+	// guids in dupGUIDs, which the source said more than one row maps to:
+	// no other guid can be claimed twice. claimMu makes a page's lookup in
+	// the state and in claims one step against the collector's writes.
+	claimMu    sync.Mutex
+	claims     map[string]string
+	keepClaims bool
+	bulk       bool
+	dupGUIDs   map[string]bool
+
+	// Rows read by the cursor (not retries), the invalid ones among them,
+	// and the fields they failed on: a mostly invalid pass is a mapping
+	// mistake. Only the reader touches these.
+	cursorRead, cursorInvalid int
+	invalidBy                 map[string]int
+	invalidExample            map[string]map[string]int // field -> message -> rows
 }
 
 func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
@@ -555,19 +685,30 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 	}
 	var pending state.Changes
 	var pendingDone Report
+	var pendingClaims []string
 	pendingN := 0
 	lastProgress := s.now()
 	flush := func() {
 		if pendingN == 0 {
 			return
 		}
-		ch, done := pending, pendingDone
-		pending, pendingDone, pendingN = state.Changes{}, Report{}, 0
+		ch, done, claimed := pending, pendingDone, pendingClaims
+		pending, pendingDone, pendingN, pendingClaims = state.Changes{}, Report{}, 0, nil
 		// In guid order the upserts walk the index instead of jumping
 		// around it: fewer pages touched per transaction.
 		slices.SortFunc(ch.Delivered, func(a, b state.Delivered) int { return strings.Compare(a.GUID, b.GUID) })
 		if p.opts.DryRun == nil {
-			if err := s.store.Apply(sendCtx, ch); err != nil {
+			p.claimMu.Lock()
+			err := s.store.Apply(sendCtx, ch)
+			if err == nil && !p.keepClaims {
+				// The state knows these owners now (or the rows failed and
+				// own nothing).
+				for _, g := range claimed {
+					delete(p.claims, g)
+				}
+			}
+			p.claimMu.Unlock()
+			if err != nil {
 				fail(&PassError{Stage: StageState, Err: err})
 				return
 			}
@@ -622,6 +763,7 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 		pending.Delivered = append(pending.Delivered, r.b.changes.Delivered...)
 		pending.Failed = append(pending.Failed, r.b.changes.Failed...)
 		pending.Cleared = append(pending.Cleared, r.b.changes.Cleared...)
+		pendingClaims = append(pendingClaims, r.b.claimed...)
 		if cp != nil {
 			raw, err := json.Marshal(cp)
 			if err != nil {
@@ -690,43 +832,21 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 		if len(rows) == 0 {
 			break
 		}
-		mapped, known, err := p.mapRows(ctx, rows)
+		var ready []*batch
+		cur, ready, err = p.classifyPage(ctx, rows, cur, false)
 		if err != nil {
 			return err
-		}
-		for i := range rows {
-			pos := &source.Position{Cursor: rows[i].Cursor, Key: rows[i].Key}
-			m := &mapped[i]
-			if m.ok && cur.guids[m.group.GUID] {
-				// The same guid twice in one request would be one entry in
-				// its body: send what came before first.
-				if err := emit(cur); err != nil {
-					return err
-				}
-				cur = newBatch()
-			}
-			if p.retried[m.key] {
-				// Already handled this pass from the error store, as read
-				// after the upper bound was taken: not sent twice.
-				cur.rows++
-			} else {
-				p.classify(cur, m, known)
-			}
-			cur.end = pos
-			if len(cur.items) >= s.cfg.BatchSize {
-				if err := emit(cur); err != nil {
-					return err
-				}
-				cur = newBatch()
-			}
 		}
 		// A span with nothing to send finishes at once and moves the
 		// checkpoint, so a long run of unchanged rows is never re-read.
 		if len(cur.items) == 0 {
-			if err := emit(cur); err != nil {
+			ready = append(ready, cur)
+			cur = newBatch()
+		}
+		for _, b := range ready {
+			if err := emit(b); err != nil {
 				return err
 			}
-			cur = newBatch()
 		}
 		last := rows[len(rows)-1]
 		after = &source.Position{Cursor: last.Cursor, Key: last.Key}
@@ -737,7 +857,45 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 	return emit(cur)
 }
 
-func newBatch() *batch { return &batch{guids: map[string]bool{}} }
+// classifyPage maps a page of rows and decides each one, adding to cur;
+// it returns the batch being filled and the batches that are full, in
+// order. Rows from the error store (retry) have no position. The lookup
+// of the page's guids in the state and their claims are one step against
+// the collector (claimMu); the batches are emitted by the caller, outside
+// it, as emitting can wait for the collector.
+func (p *pass) classifyPage(ctx context.Context, rows []source.Row, cur *batch, retry bool) (*batch, []*batch, error) {
+	p.claimMu.Lock()
+	defer p.claimMu.Unlock()
+	mapped, known, err := p.mapRows(ctx, rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ready []*batch
+	for i := range rows {
+		m := &mapped[i]
+		switch {
+		case retry:
+			cur.done.Retried++
+			p.retried[m.key] = true
+			p.classify(cur, m, known, false)
+		case p.retried[m.key]:
+			// Already handled this pass from the error store, as read
+			// after the upper bound was taken: not sent twice.
+			cur.rows++
+		default:
+			p.cursorRead++
+			p.classify(cur, m, known, true)
+		}
+		if !retry {
+			cur.end = &source.Position{Cursor: rows[i].Cursor, Key: rows[i].Key}
+		}
+		if len(cur.items) >= p.s.cfg.BatchSize {
+			ready = append(ready, cur)
+			cur = newBatch()
+		}
+	}
+	return cur, ready, nil
+}
 
 // readRetries re-reads the rows of the error store that are not parked.
 func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
@@ -765,32 +923,17 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 		if err != nil {
 			return &PassError{Stage: StageSource, Err: err}
 		}
-		mapped, known, err := p.mapRows(ctx, rows)
+		for i := range rows {
+			delete(wanted, rows[i].Key.String())
+		}
+		cur, ready, err := p.classifyPage(ctx, rows, newBatch(), true)
 		if err != nil {
 			return err
 		}
-		cur := newBatch()
-		for i := range rows {
-			delete(wanted, rows[i].Key.String())
-			m := &mapped[i]
-			if m.ok && cur.guids[m.group.GUID] {
-				if err := emit(cur); err != nil {
-					return err
-				}
-				cur = newBatch()
+		for _, b := range append(ready, cur) {
+			if err := emit(b); err != nil {
+				return err
 			}
-			cur.done.Retried++
-			p.retried[m.key] = true
-			p.classify(cur, m, known)
-			if len(cur.items) >= s.cfg.BatchSize {
-				if err := emit(cur); err != nil {
-					return err
-				}
-				cur = newBatch()
-			}
-		}
-		if err := emit(cur); err != nil {
-			return err
 		}
 	}
 	// Rows that are no longer in the source cannot fail any more.
@@ -835,9 +978,10 @@ func (p *pass) mapRows(ctx context.Context, rows []source.Row) ([]mappedRow, map
 	return out, known, nil
 }
 
-// classify decides what happens to one row: invalid, parked, unchanged,
-// or sent.
-func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered) {
+// classify decides what happens to one row: invalid, parked, a duplicate
+// key, unchanged, or sent. fromCursor tells a row read by the cursor from a
+// retry of the error store.
+func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered, fromCursor bool) {
 	b.rows++
 	b.done.Read++
 	ek, hadErr := p.errKeys[m.key]
@@ -849,6 +993,12 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		}
 		guid := m.group.GUID // set when the guid itself was valid
 		b.done.Invalid++
+		if !hadErr {
+			b.done.NewInvalid++
+		}
+		if fromCursor {
+			p.noteInvalid(m.err)
+		}
 		b.changes.Failed = append(b.changes.Failed, state.Failure{
 			RowKey: m.key, KeyJSON: keyJSON(m.keyValue), GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
 		})
@@ -862,8 +1012,14 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		b.done.Parked++
 		return
 	}
+	guid := m.group.GUID
+	d, isKnown := known[guid]
+	if owner := p.owner(guid, d); owner != "" && owner != m.key {
+		p.duplicate(b, m, h, owner, hadErr)
+		return
+	}
 	var kn *state.Delivered
-	if d, ok := known[m.group.GUID]; ok {
+	if isKnown {
 		kn = &d
 		if !p.resync && d.Hash == h {
 			b.done.Unchanged++
@@ -871,12 +1027,92 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 				b.changes.Cleared = append(b.changes.Cleared, m.key)
 				b.done.Cleared++
 			}
+			if d.RowKey == "" {
+				// Delivered before owners were recorded: this row owns it.
+				p.claim(b, guid, m.key)
+				b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: guid, Hash: d.Hash, Present: d.Present, RowKey: m.key})
+			}
 			return
 		}
 	}
-	b.guids[m.group.GUID] = true
+	p.claim(b, guid, m.key)
 	b.items = append(b.items, item{key: m.key, keyValue: m.keyValue, group: m.group, hash: h, present: mapping.Present(m.group), known: kn})
 }
+
+// owner is the row that owns guid: one claimed in this pass, else the one
+// the state recorded (d, when the state knows the guid); "" for none.
+func (p *pass) owner(guid string, d state.Delivered) string {
+	if k, ok := p.claims[guid]; ok {
+		return k
+	}
+	return d.RowKey
+}
+
+// claim records that the row with key owns guid from now on in this pass.
+// During a bulk load only the guids the source has more than once need it.
+func (p *pass) claim(b *batch, guid, key string) {
+	if p.bulk && !p.dupGUIDs[guid] {
+		return
+	}
+	p.claims[guid] = key
+	b.claimed = append(b.claimed, guid)
+}
+
+// duplicate records a row that maps to a guid another row owns: it is never
+// sent, as that would merge two rows into one CometChat object.
+func (p *pass) duplicate(b *batch, m *mappedRow, hash, owner string, hadErr bool) {
+	b.done.Duplicate++
+	if !hadErr {
+		b.done.NewDuplicate++
+	}
+	b.changes.Failed = append(b.changes.Failed, state.Failure{
+		RowKey: m.key, KeyJSON: keyJSON(m.keyValue), GUID: m.group.GUID, Code: CodeDuplicateKey, RowHash: hash,
+		Message: fmt.Sprintf("guid %q is already the key of row %s, and this row %s maps to it too: never sent, as CometChat "+
+			"would merge the two rows into one object; select a guid that is unique per row, e.g. CONCAT(team_id, '-', name) AS guid",
+			m.group.GUID, owner, m.key),
+	})
+}
+
+// noteInvalid counts an invalid row read by the cursor by the field it
+// failed on, keeping one message of each field as an example.
+func (p *pass) noteInvalid(err error) {
+	p.cursorInvalid++
+	field := "the row"
+	var fe *mapping.FieldError
+	if errors.As(err, &fe) {
+		field = fe.Field
+	}
+	p.invalidBy[field]++
+	msgs := p.invalidExample[field]
+	if msgs == nil {
+		msgs = map[string]int{}
+		p.invalidExample[field] = msgs
+	}
+	// The messages name the value: keep count of a few, to show the most
+	// common one (a raw enum has a handful of values).
+	if _, ok := msgs[err.Error()]; ok || len(msgs) < maxExamples {
+		msgs[err.Error()]++
+	}
+}
+
+// maxExamples bounds the distinct messages kept per field by noteInvalid.
+const maxExamples = 32
+
+// mostCommon returns the key of counts with the highest count (the least
+// key among equals), and the count.
+func mostCommon(counts map[string]int) (string, int) {
+	best, n := "", 0
+	for k, c := range counts {
+		if c > n || (c == n && k < best) {
+			best, n = k, c
+		}
+	}
+	return best, n
+}
+
+// CodeDuplicateKey is the error code of rows that map to a guid another row
+// owns; they are never sent.
+const CodeDuplicateKey = "DUPLICATE_KEY"
 
 // CodeInvalidRow is the error code of rows that break CometChat's
 // documented constraints and were never sent.
@@ -901,7 +1137,10 @@ func (p *pass) deliver(ctx context.Context, b *batch) error {
 	var toImport, toUpdate []*item
 	for i := range b.items {
 		it := &b.items[i]
-		if it.known != nil && !p.resync {
+		// The state is a hint: an update of a group CometChat does not
+		// have is answered "not found" and imported. A resync too starts
+		// with the update: one call per group it knows, not two.
+		if it.known != nil {
 			toUpdate = append(toUpdate, it)
 		} else {
 			toImport = append(toImport, it)
@@ -1036,7 +1275,7 @@ func updateFor(it *item) cometchat.Update {
 }
 
 func (p *pass) delivered(b *batch, it *item) {
-	b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: it.group.GUID, Hash: it.hash, Present: it.present})
+	b.changes.Delivered = append(b.changes.Delivered, state.Delivered{GUID: it.group.GUID, Hash: it.hash, Present: it.present, RowKey: it.key})
 	if _, had := p.errKeys[it.key]; had {
 		b.changes.Cleared = append(b.changes.Cleared, it.key)
 		b.done.Cleared++
@@ -1048,6 +1287,9 @@ func (p *pass) reject(b *batch, it *item, code, msg string) {
 		code = "ERR_UNKNOWN"
 	}
 	b.done.Rejected++
+	if _, had := p.errKeys[it.key]; !had {
+		b.done.NewRejected++
+	}
 	b.changes.Failed = append(b.changes.Failed, state.Failure{
 		RowKey: it.key, KeyJSON: keyJSON(it.keyValue), GUID: it.group.GUID, Code: code, Message: msg, RowHash: it.hash,
 	})
