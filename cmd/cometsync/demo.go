@@ -45,12 +45,18 @@ store holds. Nothing leaves this machine.`,
 			} else if err := os.MkdirAll(dir, 0o755); err != nil {
 				return failedErr(err)
 			}
-			if err := runDemo(cmd.Context(), dir, cmd.OutOrStdout()); err != nil {
+			out := cmd.OutOrStdout()
+			if err := runDemo(cmd.Context(), dir, keep, out); err != nil {
 				return failedErr(err)
 			}
 			if keep {
-				fmt.Fprintf(cmd.OutOrStdout(), "\nThe sample database, config and state are in %s.\n", dir)
+				fmt.Fprintf(out, "\nThe sample database, config and state are in %s.\n", dir)
+				return nil
 			}
+			if err := os.RemoveAll(dir); err != nil {
+				return failedErr(fmt.Errorf("remove the demo's temporary folder %s: %w", dir, err))
+			}
+			fmt.Fprintf(out, "\nRemoved the temporary folder %s and the files above; run 'cometsync demo --dir DIR' to keep them.\n", dir)
 			return nil
 		},
 	}
@@ -58,7 +64,9 @@ store holds. Nothing leaves this machine.`,
 	return cmd
 }
 
-func runDemo(ctx context.Context, dir string, out io.Writer) error {
+// runDemo runs the demo in dir; kept says whether dir outlives it, for
+// the output to say where the files it names will be.
+func runDemo(ctx context.Context, dir string, kept bool, out io.Writer) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -97,8 +105,13 @@ func runDemo(ctx context.Context, dir string, out io.Writer) error {
 	}
 	log := zap.NewNop()
 
-	fmt.Fprintf(out, "cometsync demo\n==============\nsample database: %s (%d groups, 4 of them bad)\nCometChat emulator: %s\nconfig: %s\n\n",
+	fmt.Fprintf(out, "cometsync demo\n==============\nsample database: %s (%d groups, 4 of them bad)\nCometChat emulator: %s\nconfig: %s\n",
 		dbPath, demoGroups, srv.URL, cfgPath)
+	if kept {
+		fmt.Fprintf(out, "These files, and the state beside them, stay in %s after the demo; the emulator stops with it.\n\n", dir)
+	} else {
+		fmt.Fprintf(out, "These files are in a temporary folder that is removed when the demo exits; run 'cometsync demo --dir DIR' to keep them.\n\n")
+	}
 
 	fmt.Fprintf(out, "1. Backfill: the first pass reads every group.\n")
 	if err := demoPass(ctx, cfg, log, out, syncer.Options{}); err != nil {

@@ -317,6 +317,25 @@ func TestConfigErrorsExit2NamingTheKey(t *testing.T) {
 	}
 }
 
+// A query with two columns that are not import fields names both, so that
+// the user fixes them in one round.
+func TestSeveralUnknownColumnsAreAllNamed(t *testing.T) {
+	e := newEnv(t)
+	e.addGroups(3)
+	e.configure(func(o *cfgOpts) { o.query = strings.Replace(query, "g.tags,", "g.tags, g.created_ms, g.title,", 1) })
+	r := e.run("once", "--config", e.cfg)
+	want := "cometsync: source.query: 2 problems with the query's columns:\n" +
+		"  column \"created_ms\" is not an import field\n" +
+		"  column \"title\" is not an import field\n" +
+		"  known columns: guid, name, type, "
+	if r.code != 2 || !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and a message starting\n%s", r.code, r.stderr, want)
+	}
+	if n := len(e.emu.Groups()); n != 0 {
+		t.Errorf("a pass with a bad query sent %d groups", n)
+	}
+}
+
 func TestProgressLogLine(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	p := newProgress(zap.New(core), io.Discard, false)

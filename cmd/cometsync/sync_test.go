@@ -3,6 +3,9 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
@@ -499,6 +502,30 @@ func TestWrongAPIKeyFailsAPassWithNothingToSend(t *testing.T) {
 	var last struct{ OK *bool }
 	if raw := e.status().LastPass; json.Unmarshal(raw, &last) != nil || last.OK == nil || *last.OK {
 		t.Errorf("the last pass is not recorded as failed: %s", raw)
+	}
+}
+
+// CometChat's messages are sentences with a final period; the pass's own
+// advice follows them without doubling it ("invalid.. Check").
+func TestRefusedKeyMessageReadsAsSentences(t *testing.T) {
+	e := newEnv(t)
+	e.addGroups(3)
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":{"code":"AUTH_ERR_APIKEY_NOT_FOUND","message":"The API key provided is invalid."}}`)
+	}))
+	t.Cleanup(refuse.Close)
+	e.http = refuse
+	e.writeConfig()
+	r := e.once(1)
+	want := "cometsync: CometChat refused the credentials: pass failed (cometchat): cometchat get: HTTP 401 AUTH_ERR_APIKEY_NOT_FOUND: The API key provided is invalid. " +
+		`Check cometchat.api_key (a REST API key with fullAccess scope), cometchat.app_id "testapp" and cometchat.region "eu"` + "\n"
+	if !strings.HasSuffix(r.stderr, want) {
+		t.Errorf("stderr:\n%s\nwant it to end with\n%s", r.stderr, want)
+	}
+	if strings.Contains(r.stderr+r.stdout, "..") {
+		t.Errorf("a doubled period in the output:\n%s%s", r.stdout, r.stderr)
 	}
 }
 

@@ -36,20 +36,23 @@ type APIError struct {
 	Err        error         // the transport error when Status is 0
 }
 
-// Error describes the failure for people, without any secret.
+// Error describes the failure for people, without any secret. It never
+// ends with a period, even when CometChat's message is a sentence that
+// does: callers wrap it in sentences of their own.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cometchat %s", e.Endpoint)
+	msg := strings.TrimRight(e.Message, ". \t\r\n")
 	switch {
 	case e.Status == 0:
-		fmt.Fprintf(&b, ": no answer: %s", e.Message)
+		fmt.Fprintf(&b, ": no answer: %s", msg)
 	default:
 		fmt.Fprintf(&b, ": HTTP %d", e.Status)
 		if e.Code != "" {
 			fmt.Fprintf(&b, " %s", e.Code)
 		}
-		if e.Message != "" {
-			fmt.Fprintf(&b, ": %s", e.Message)
+		if msg != "" {
+			fmt.Fprintf(&b, ": %s", msg)
 		}
 	}
 	if e.Attempts > 1 {

@@ -109,20 +109,6 @@ type Mapper struct {
 	loc   *time.Location
 }
 
-// ColumnError is a problem with the query's result columns, found by New.
-type ColumnError struct {
-	// Column is the column's name as the query returns it.
-	Column string
-	// Problem is the whole sentence, naming the column, e.g.
-	// `required column "name" is missing`.
-	Problem string
-}
-
-// Error returns the problem prefixed with the config key it concerns.
-func (e *ColumnError) Error() string {
-	return "source.query: " + e.Problem
-}
-
 // FieldError is a row that cannot be imported: a value that cannot be
 // converted, or that breaks one of CometChat's documented constraints.
 type FieldError struct {
@@ -139,90 +125,6 @@ func (e *FieldError) Error() string {
 
 func fieldErr(f field, format string, args ...any) *FieldError {
 	return &FieldError{Field: fieldNames[f], Message: fmt.Sprintf(format, args...)}
-}
-
-// New checks the query's result columns once, at start-up, and returns a
-// Mapper for rows with exactly these columns in this order.
-//
-// Column names match import fields case-insensitively. cursorColumn and
-// tiebreakerColumn (source.cursor.column and .tiebreaker) must be among the
-// columns; they are ignored by Map unless they are import fields themselves
-// (a tiebreaker "guid" is both). An empty name is not checked. Times written
-// as text without a zone are read in loc; nil means UTC. Errors are
-// *ColumnError.
-func New(columns []string, cursorColumn, tiebreakerColumn string, loc *time.Location) (*Mapper, error) {
-	if loc == nil {
-		loc = time.UTC
-	}
-	m := &Mapper{columns: append([]string(nil), columns...), loc: loc}
-	for f := range m.index {
-		m.index[f] = -1
-	}
-	cursorSeen, tiebreakerSeen := false, false
-	for i, col := range columns {
-		name := strings.ToLower(strings.TrimSpace(col))
-		if name == "" {
-			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %d has no name; give it one with AS", i+1)}
-		}
-		isCursor := cursorColumn != "" && strings.EqualFold(name, strings.TrimSpace(cursorColumn))
-		isTiebreaker := tiebreakerColumn != "" && strings.EqualFold(name, strings.TrimSpace(tiebreakerColumn))
-		cursorSeen = cursorSeen || isCursor
-		tiebreakerSeen = tiebreakerSeen || isTiebreaker
-		f, ok := lookupField(name)
-		if !ok {
-			if isCursor || isTiebreaker {
-				continue
-			}
-			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %q is not an import field (known: %s%s)",
-				col, strings.Join(fieldNames[:], ", "), alsoAllowed(cursorColumn, tiebreakerColumn))}
-		}
-		if m.index[f] >= 0 {
-			return nil, &ColumnError{Column: col, Problem: fmt.Sprintf("column %q appears twice (columns %d and %d)", col, m.index[f]+1, i+1)}
-		}
-		m.index[f] = i
-	}
-	for _, f := range []field{fGUID, fName, fType} {
-		if m.index[f] < 0 {
-			return nil, &ColumnError{Column: fieldNames[f], Problem: fmt.Sprintf("required column %q is missing", fieldNames[f])}
-		}
-	}
-	if m.index[fOwnerUID] < 0 {
-		for f := fOwnerName; f < numFields; f++ {
-			if m.index[f] >= 0 {
-				name := m.columns[m.index[f]]
-				return nil, &ColumnError{Column: name, Problem: fmt.Sprintf("column %q needs the column \"owner_uid\": owner details are sent only for a row that names its owner", name)}
-			}
-		}
-	}
-	if cursorColumn != "" && !cursorSeen {
-		return nil, &ColumnError{Column: cursorColumn, Problem: fmt.Sprintf("cursor column %q (source.cursor.column) is missing from the query's columns", cursorColumn)}
-	}
-	if tiebreakerColumn != "" && !tiebreakerSeen {
-		return nil, &ColumnError{Column: tiebreakerColumn, Problem: fmt.Sprintf("tiebreaker column %q (source.cursor.tiebreaker) is missing from the query's columns", tiebreakerColumn)}
-	}
-	return m, nil
-}
-
-// alsoAllowed names the cursor columns for the unknown-column message.
-func alsoAllowed(cursor, tiebreaker string) string {
-	switch {
-	case cursor != "" && tiebreaker != "":
-		return fmt.Sprintf("; the cursor column %q and the tiebreaker %q are also allowed", cursor, tiebreaker)
-	case cursor != "":
-		return fmt.Sprintf("; the cursor column %q is also allowed", cursor)
-	case tiebreaker != "":
-		return fmt.Sprintf("; the tiebreaker %q is also allowed", tiebreaker)
-	}
-	return ""
-}
-
-func lookupField(name string) (field, bool) {
-	for f, n := range fieldNames {
-		if n == name {
-			return field(f), true
-		}
-	}
-	return 0, false
 }
 
 // GUIDColumn is the result column the guid is mapped from, as the query

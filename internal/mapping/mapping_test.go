@@ -386,6 +386,67 @@ func TestNewColumnErrors(t *testing.T) {
 	}
 }
 
+// A query with several bad columns is told about all of them at once, so
+// that fixing it takes one round, not one per column.
+func TestNewNamesEveryColumnProblem(t *testing.T) {
+	tests := []struct {
+		name       string
+		cols       []string
+		cursor     string
+		tiebreaker string
+		columns    []string // Column of each problem, in order
+		want       string
+	}{
+		{"two unknown columns", []string{"id", "guid", "name", "type", "title", "updated_at", "kind"}, "updated_at", "id",
+			[]string{"title", "kind"},
+			`source.query: 2 problems with the query's columns:
+  column "title" is not an import field
+  column "kind" is not an import field
+  known columns: guid, name, type, password, icon, owner, created_at, metadata, tags, owner_uid, owner_name, owner_avatar, owner_link, owner_role, owner_created_at, owner_last_active_at, owner_metadata, owner_tags, owner_deactivated_at; the cursor column "updated_at" and the tiebreaker "id" are also allowed`},
+		{"unknown, duplicated and missing", []string{"guid", "title", "kind", "GUID", "icon", "Icon", "owner_name"}, "", "",
+			[]string{"title", "kind", "GUID", "Icon", "name", "type", "owner_name"},
+			`source.query: 7 problems with the query's columns:
+  column "title" is not an import field
+  column "kind" is not an import field
+  column "GUID" appears twice (columns 1 and 4)
+  column "Icon" appears twice (columns 5 and 6)
+  required column "name" is missing
+  required column "type" is missing
+  column "owner_name" needs the column "owner_uid": owner details are sent only for a row that names its owner
+  known columns: guid, name, type, password, icon, owner, created_at, metadata, tags, owner_uid, owner_name, owner_avatar, owner_link, owner_role, owner_created_at, owner_last_active_at, owner_metadata, owner_tags, owner_deactivated_at`},
+		{"unnamed column and both cursor columns missing", []string{"guid", "name", "type", ""}, "updated_at", "id",
+			[]string{"", "updated_at", "id"},
+			`source.query: 3 problems with the query's columns:
+  column 4 has no name; give it one with AS
+  cursor column "updated_at" (source.cursor.column) is missing from the query's columns
+  tiebreaker column "id" (source.cursor.tiebreaker) is missing from the query's columns`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New(tt.cols, tt.cursor, tt.tiebreaker, nil)
+			var all ColumnErrors
+			if !errors.As(err, &all) {
+				t.Fatalf("New: got %v, %v; want ColumnErrors", m, err)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("New error:\n got %s\nwant %s", err, tt.want)
+			}
+			var got []string
+			for _, ce := range all {
+				got = append(got, ce.Column)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.columns, ",") {
+				t.Errorf("problems name columns %q, want %q", got, tt.columns)
+			}
+			// Callers that look for one column problem still find one: the first.
+			var first *ColumnError
+			if !errors.As(err, &first) || first.Column != tt.columns[0] {
+				t.Errorf("errors.As *ColumnError: got %+v, want the first problem, column %q", first, tt.columns[0])
+			}
+		})
+	}
+}
+
 // TestNewExampleQuery checks the columns of config.example.yaml's query.
 func TestNewExampleQuery(t *testing.T) {
 	cols := []string{"id", "guid", "name", "type", "password", "icon", "created_at", "updated_at",
