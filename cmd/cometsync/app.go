@@ -16,6 +16,7 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/config"
+	"github.com/cometsync/cometsync/internal/entities"
 	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/source"
@@ -188,13 +189,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		ImportPerMinute: float64(cc.RateLimits.ImportPerMinute), OtherPerMinute: float64(cc.RateLimits.OtherPerMinute),
 		Concurrency: cc.Concurrency,
 	}, log.Named("cometchat"))
-	e.syncer = syncer.New(e.src, e.mapper, e.client, e.store, syncer.Config{
+	e.syncer = syncer.New(e.src, entities.Groups{Mapper: e.mapper, API: e.client}, e.client, e.store, syncer.Config{
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
 		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
 		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
 		Lag:               sc.Cursor.Lag.Duration(),
 		IntegerUnit:       sc.Cursor.IntegerUnit,
-		KeyColumn:         e.mapper.GUIDColumn(),
 		MaxInvalidPercent: sc.MaxInvalidPercent,
 	}, log.Named("syncer"), time.Now)
 	return e, nil

@@ -274,7 +274,7 @@ func BenchmarkStateApply(b *testing.B) {
 		for from := 0; from < total; from += batchSize {
 			c := state.Changes{Checkpoint: []byte(fmt.Sprintf(`{"cursor":%d,"key":%d}`, from, from))}
 			for _, g := range guids[from:min(from+batchSize, total)] {
-				c.Delivered = append(c.Delivered, state.Delivered{GUID: g, Hash: "0123456789abcdef", Present: 5})
+				c.Delivered = append(c.Delivered, state.Delivered{Key: g, Hash: "0123456789abcdef", Present: 5})
 			}
 			if err := st.Apply(ctx, c); err != nil {
 				b.Fatal(err)

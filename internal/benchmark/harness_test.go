@@ -22,6 +22,7 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/entities"
 	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/mariadbtest"
 	"github.com/cometsync/cometsync/internal/source"
@@ -474,7 +475,7 @@ func (w *world) inProcess(tb testing.TB) (*syncer.Syncer, *state.Store) {
 		BaseURL: w.http.URL, APIKey: apiKey, Timeout: 30 * time.Second,
 		ImportPerMinute: 100_000_000, OtherPerMinute: 100_000_000, Concurrency: concurrency,
 	}, zap.NewNop())
-	s := syncer.New(src, m, client, st, syncer.Config{
+	s := syncer.New(src, entities.Groups{Mapper: m, API: client}, client, st, syncer.Config{
 		PageSize: pageSize, BatchSize: batchSize, Concurrency: concurrency,
 		Fingerprint: m.Fingerprint(mariadbtest.GroupsQuery, "updated_at", "id", ""),
 	}, zap.NewNop(), time.Now)

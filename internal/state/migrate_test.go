@@ -67,7 +67,7 @@ func TestOpenMigratesFormat1InPlace(t *testing.T) {
 		t.Errorf("row errors after the upgrade: %d (%v), want the 3 of format 1", len(errs), err)
 	}
 	// The owner is recorded from the next delivery on.
-	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{GUID: "team-0001", Hash: known["team-0001"].Hash, RowKey: "1"}}}); err != nil {
+	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{Key: "team-0001", Hash: known["team-0001"].Hash, RowKey: "1"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if k, _ := s.Known(ctx, []string{"team-0001"}); k["team-0001"].RowKey != "1" {

@@ -391,7 +391,7 @@ func (s *Store) SetLastSuccess(ctx context.Context, t time.Time) error {
 // up a page's guids in it, so it is kept small: at a million groups its
 // index must stay mostly in SQLite's page cache.
 type Delivered struct {
-	GUID    string
+	Key     string // the object's id in CometChat: guid, uid or member id
 	Hash    string // hash of the object last acknowledged by CometChat (opaque bytes)
 	Present uint32 // which optional fields that object had
 	// RowKey is the source row that owns the guid (its tiebreaker as
@@ -432,11 +432,11 @@ func (s *Store) Known(ctx context.Context, guids []string) (map[string]Delivered
 		}
 		for rows.Next() {
 			var d Delivered
-			if err := rows.Scan(&d.GUID, &d.Hash, &d.Present, &d.RowKey); err != nil {
+			if err := rows.Scan(&d.Key, &d.Hash, &d.Present, &d.RowKey); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("state: read delivered hashes: %w", err)
 			}
-			out[d.GUID] = d
+			out[d.Key] = d
 		}
 		if err := rows.Close(); err != nil {
 			return nil, fmt.Errorf("state: read delivered hashes: %w", err)
@@ -496,8 +496,8 @@ func (s *Store) Apply(ctx context.Context, c Changes) error {
 		// would only cost the driver a goroutine per row to watch it.
 		rowCtx := context.WithoutCancel(ctx)
 		for _, d := range c.Delivered {
-			if _, err := stmt.ExecContext(rowCtx, d.GUID, []byte(d.Hash), d.Present, now, nullText(d.RowKey)); err != nil {
-				return fmt.Errorf("state: record delivery of %s: %w", d.GUID, err)
+			if _, err := stmt.ExecContext(rowCtx, d.Key, []byte(d.Hash), d.Present, now, nullText(d.RowKey)); err != nil {
+				return fmt.Errorf("state: record delivery of %s: %w", d.Key, err)
 			}
 		}
 	}

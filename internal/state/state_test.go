@@ -124,7 +124,7 @@ func TestApplyCountsAttemptsAndParks(t *testing.T) {
 	if e := get(); e.Attempts != 1 || e.Parked {
 		t.Errorf("after the row changed: %+v", e)
 	}
-	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{GUID: "g7", Hash: "h", Present: 5}},
+	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{Key: "g7", Hash: "h", Present: 5}},
 		Checkpoint: json.RawMessage(`{"at":1}`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestKnownReturnsRawHashesAsStored(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{})
 	ctx := context.Background()
 	raw := "\x00\xff\x10abc\x00\x80\xfe\x01\x02\x03\x04\x05\x06\x07"
-	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{GUID: "g1", Hash: raw, Present: 3}}}); err != nil {
+	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{Key: "g1", Hash: raw, Present: 3}}}); err != nil {
 		t.Fatal(err)
 	}
 	known, err := s.Known(ctx, []string{"g1", "g2"})
@@ -205,7 +205,7 @@ func TestKnownReturnsRawHashesAsStored(t *testing.T) {
 func deliveries(hash string, guids ...string) Changes {
 	var c Changes
 	for _, g := range guids {
-		c.Delivered = append(c.Delivered, Delivered{GUID: g, Hash: hash, Present: 1})
+		c.Delivered = append(c.Delivered, Delivered{Key: g, Hash: hash, Present: 1})
 	}
 	return c
 }

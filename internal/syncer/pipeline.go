@@ -1,0 +1,277 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/source"
+	"github.com/cometsync/cometsync/internal/state"
+)
+
+// Group commit of batch outcomes: at most commitEvery batches in one
+// transaction, written at most commitDelay after the first of them came.
+const (
+	commitEvery = 8
+	commitDelay = 20 * time.Millisecond
+)
+
+// MaxUnrecorded is the most batches CometChat can have acknowledged that
+// the state has not recorded yet, at any moment of a pass: what a crash
+// (SIGKILL, power loss) can make the next pass send again. They are the
+// batches in flight (one per worker), those waiting for the collector (the
+// results buffer, two per worker) and those waiting for their group commit.
+func MaxUnrecorded(concurrency int) int {
+	return concurrency + resultsPerWorker*concurrency + commitEvery
+}
+
+// resultsPerWorker sizes the buffer between the workers and the collector.
+const resultsPerWorker = 2
+
+// item is one row on its way to CometChat.
+type item struct {
+	key      string
+	keyValue source.Value // the tiebreaker as read, to re-read the row
+	obj      Object
+	known    *state.Delivered // what the state believes CometChat has; a hint
+}
+
+// batch is a contiguous span of rows in read order: the items to send and
+// what was already decided for the others. Its end is the position of its
+// last row; nil for rows re-read from the error store.
+type batch struct {
+	seq   int
+	items []item
+	// claimed lists the guids whose owners this batch records (see
+	// pass.claims).
+	claimed []string
+	done    Report
+	changes state.Changes
+	end     *source.Position
+	rows    int
+}
+
+func (b *batch) empty() bool { return b.rows == 0 }
+
+func newBatch() *batch { return &batch{} }
+
+// result is a batch after delivery.
+type result struct {
+	b   *batch
+	err error
+}
+
+// pass is the state of one Run.
+type pass struct {
+	s       *Syncer
+	opts    Options
+	rep     *Report
+	errKeys map[string]state.ErrorKey
+	resync  bool
+	seq     int
+	retried map[string]bool // row keys re-read from the error store this pass
+	until   *source.Value   // see Run
+
+	// A guid belongs to one source row. claims holds the owners the state
+	// does not know yet: the guids of rows sent and not yet recorded (the
+	// collector drops them once the state has them), or, when keepClaims
+	// is set (a dry run, or a bulk load during which the state knows no
+	// guid), every guid claimed this pass. A bulk load claims only the
+	// guids in dupGUIDs, which the source said more than one row maps to:
+	// no other guid can be claimed twice. claimMu makes a page's lookup in
+	// the state and in claims one step against the collector's writes.
+	claimMu    sync.Mutex
+	claims     map[string]string
+	keepClaims bool
+	bulk       bool
+	dupGUIDs   map[string]bool
+
+	// Rows read by the cursor (not retries), the invalid ones among them,
+	// and the fields they failed on: a mostly invalid pass is a mapping
+	// mistake. Only the reader touches these.
+	cursorRead, cursorInvalid int
+	invalidBy                 map[string]int
+	invalidExample            map[string]map[string]int // field -> message -> rows
+}
+
+func (p *pass) run(ctx context.Context, after *source.Position, upper source.Value) error {
+	s := p.s
+	// readCtx stops the reader and the workers from taking new batches,
+	// and the requests of taken batches that have not gone out yet;
+	// sendCtx, which outlives a cancelled ctx by ShutdownTimeout, lets the
+	// requests already in flight finish.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	sendCtx, abortSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortSends()
+	go func() {
+		select {
+		case <-readCtx.Done():
+		case <-sendCtx.Done():
+			return
+		}
+		t := time.NewTimer(s.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			abortSends()
+		case <-sendCtx.Done():
+		}
+	}()
+
+	work := make(chan *batch, s.cfg.Concurrency)
+	results := make(chan result, s.cfg.Concurrency*resultsPerWorker)
+
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(work)
+		readErr = p.read(readCtx, after, upper, work, results)
+	}()
+	var workers sync.WaitGroup
+	for range s.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for b := range work {
+				if readCtx.Err() != nil {
+					continue // stopping: take no new batch
+				}
+				var err error
+				if p.opts.DryRun == nil {
+					// Once stopping, the batch's requests that have not gone
+					// out yet are not sent; those on the wire finish.
+					err = p.deliver(cometchat.WithStop(sendCtx, readCtx), b)
+				}
+				results <- result{b: b, err: err}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		workers.Wait()
+		close(results)
+	}()
+
+	// The collector: records each batch's outcome and moves the checkpoint
+	// over the contiguous prefix of finished batches. Outcomes that arrive
+	// close together are written in one transaction (a commit costs more
+	// than a batch's rows), never later than commitDelay after they came.
+	finished := map[int]*batch{}
+	next := 0
+	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+			stopReading()
+		}
+	}
+	var pending state.Changes
+	var pendingDone Report
+	var pendingClaims []string
+	pendingN := 0
+	lastProgress := s.now()
+	flush := func() {
+		if pendingN == 0 {
+			return
+		}
+		ch, done, claimed := pending, pendingDone, pendingClaims
+		pending, pendingDone, pendingN, pendingClaims = state.Changes{}, Report{}, 0, nil
+		// In guid order the upserts walk the index instead of jumping
+		// around it: fewer pages touched per transaction.
+		slices.SortFunc(ch.Delivered, func(a, b state.Delivered) int { return strings.Compare(a.Key, b.Key) })
+		if p.opts.DryRun == nil {
+			p.claimMu.Lock()
+			err := s.store.Apply(sendCtx, ch)
+			if err == nil && !p.keepClaims {
+				// The state knows these owners now (or the rows failed and
+				// own nothing).
+				for _, g := range claimed {
+					delete(p.claims, g)
+				}
+			}
+			p.claimMu.Unlock()
+			if err != nil {
+				fail(&PassError{Stage: StageState, Err: err})
+				return
+			}
+		}
+		p.rep.add(done)
+		if ch.Checkpoint != nil {
+			p.rep.Checkpoint = ch.Checkpoint
+		}
+		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
+			lastProgress = s.now()
+			p.rep.CursorLag = s.cursorLag(*p.rep, false, upper, p.until)
+			s.Progress(*p.rep)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var r result
+		var ok bool
+		if pendingN == 0 {
+			r, ok = <-results
+		} else {
+			timer.Reset(commitDelay)
+			select {
+			case r, ok = <-results:
+			case <-timer.C:
+				flush()
+				continue
+			}
+		}
+		if !ok {
+			flush()
+			break
+		}
+		if r.err != nil {
+			fail(r.err)
+			continue
+		}
+		finished[r.b.seq] = r.b
+		var cp *source.Position
+		for {
+			b, ok := finished[next]
+			if !ok {
+				break
+			}
+			delete(finished, next)
+			next++
+			if b.end != nil {
+				cp = b.end
+			}
+		}
+		pending.Delivered = append(pending.Delivered, r.b.changes.Delivered...)
+		pending.Failed = append(pending.Failed, r.b.changes.Failed...)
+		pending.Cleared = append(pending.Cleared, r.b.changes.Cleared...)
+		pendingClaims = append(pendingClaims, r.b.claimed...)
+		if cp != nil {
+			raw, err := json.Marshal(cp)
+			if err != nil {
+				return fmt.Errorf("encode checkpoint: %w", err)
+			}
+			pending.Checkpoint = raw
+		}
+		pendingDone.add(r.b.done)
+		pendingN++
+		if pendingN >= commitEvery {
+			flush()
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,125 @@
+package syncer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Report is what a pass did. A pass that failed partway returns the
+// report of what it did before the failure alongside the error.
+type Report struct {
+	Read      int `json:"read"`      // rows read (watermark and retries)
+	Retried   int `json:"retried"`   // rows re-read from the error store
+	Imported  int `json:"imported"`  // created in CometChat
+	Updated   int `json:"updated"`   // existed and were updated
+	Unchanged int `json:"unchanged"` // same object as last delivered: not sent
+	Invalid   int `json:"invalid"`   // broke CometChat's constraints: not sent
+	Rejected  int `json:"rejected"`  // refused by the API for this row
+	Duplicate int `json:"duplicate"` // mapped to a guid another row owns: not sent
+	// NewInvalid, NewRejected and NewDuplicate count the failed rows that
+	// were not in the error store before this pass: each row error is
+	// counted once there, its retries are not.
+	NewInvalid   int `json:"new_invalid"`
+	NewRejected  int `json:"new_rejected"`
+	NewDuplicate int `json:"new_duplicate"`
+	Parked       int `json:"parked"`  // parked rows that did not change: not sent
+	Cleared      int `json:"cleared"` // row errors resolved (delivered, or the row is gone)
+	DryRun       int `json:"would_send,omitempty"`
+
+	// ToGo is the number of rows the pass expected to read when it started
+	// (counted only when progress is reported); -1 when not counted.
+	ToGo int64 `json:"-"`
+	// CursorLag is how far the synced data lies behind the database clock:
+	// the configured lag after a complete pass, the clock minus the
+	// checkpoint's cursor otherwise; -1 when unknown.
+	CursorLag time.Duration `json:"cursor_lag_ns"`
+
+	Checkpoint         json.RawMessage `json:"checkpoint"`
+	Resync             bool            `json:"resync,omitempty"`
+	Rescan             bool            `json:"rescan,omitempty"`
+	FingerprintChanged bool            `json:"fingerprint_changed,omitempty"`
+	StartedAt          time.Time       `json:"started_at"`
+	Duration           time.Duration   `json:"duration_ns"`
+}
+
+// Failed is the number of rows that ended the pass in the error store:
+// "failed" always means a row in the error store (invalid, rejected or a
+// duplicate key), in the summary, the metrics and `status` alike.
+func (r Report) Failed() int { return r.Invalid + r.Rejected + r.Duplicate }
+
+// NewFailed is the number of failed rows that entered the error store in
+// this pass.
+func (r Report) NewFailed() int { return r.NewInvalid + r.NewRejected + r.NewDuplicate }
+
+func (r *Report) add(o Report) {
+	r.Read += o.Read
+	r.Retried += o.Retried
+	r.Imported += o.Imported
+	r.Updated += o.Updated
+	r.Unchanged += o.Unchanged
+	r.Invalid += o.Invalid
+	r.Rejected += o.Rejected
+	r.Duplicate += o.Duplicate
+	r.NewInvalid += o.NewInvalid
+	r.NewRejected += o.NewRejected
+	r.NewDuplicate += o.NewDuplicate
+	r.Parked += o.Parked
+	r.Cleared += o.Cleared
+	r.DryRun += o.DryRun
+}
+
+// Stage names the part of a pass that failed.
+type Stage string
+
+// The stages a pass can fail in.
+const (
+	StageState  Stage = "state"
+	StageSource Stage = "source"
+	StageAPI    Stage = "cometchat"
+	// StageMapping is a pass that completed, every row recorded, in which
+	// most rows were invalid: see InvalidRowsError.
+	StageMapping Stage = "mapping"
+)
+
+// InvalidRowsError is a pass in which most rows read by the cursor were
+// invalid, too many for bad data: the query or the mapping is likely wrong
+// (a raw enum selected as type, a column in the wrong unit). The rows are
+// recorded in the error store and the checkpoint moved past them.
+type InvalidRowsError struct {
+	Invalid, Read int    // invalid rows and rows read by the cursor
+	Field         string // the field most of them failed on
+	Example       string // one of their messages, e.g. `type: "O" is not ...`
+	MaxPercent    int    // the configured share that was exceeded
+}
+
+func (e *InvalidRowsError) Error() string {
+	return fmt.Sprintf("%d of the %d rows read by the cursor are invalid (more than %d%%), most of them for %s (e.g. %s): "+
+		"this looks like a mapping mistake rather than bad data", e.Invalid, e.Read, e.MaxPercent, e.Field, e.Example)
+}
+
+// PassError is a pass that did not complete. Report says what it did before;
+// the checkpoint in the state is wherever the last fully accounted-for batch
+// put it.
+type PassError struct {
+	Stage Stage
+	Err   error
+}
+
+func (e *PassError) Error() string { return fmt.Sprintf("pass failed (%s): %v", e.Stage, e.Err) }
+
+// Unwrap returns the cause.
+func (e *PassError) Unwrap() error { return e.Err }
+
+// ErrInterrupted is returned when the pass was asked to stop; what was
+// acknowledged before is recorded.
+var ErrInterrupted = errors.New("pass interrupted")
+
+// CodeDuplicateKey is the error code of rows that map to a guid another row
+// owns; they are never sent.
+const CodeDuplicateKey = "DUPLICATE_KEY"
+
+// CodeInvalidRow is the error code of rows that break CometChat's
+// documented constraints and were never sent.
+const CodeInvalidRow = "INVALID_ROW"

@@ -1,0 +1,265 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cometsync/cometsync/internal/source"
+	"github.com/cometsync/cometsync/internal/state"
+)
+
+// Run executes one pass. Cancelling ctx asks the pass to stop: no new batch
+// is taken, in-flight requests get up to ShutdownTimeout to finish, and what
+// was acknowledged is recorded. The returned error is a *PassError, or
+// ErrInterrupted.
+func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) {
+	rep.StartedAt = s.now()
+	rep.CursorLag = -1 // unknown until the database clock is read
+	defer func() { rep.Duration = s.now().Sub(rep.StartedAt) }()
+	fail := func(stage Stage, err error) (Report, error) {
+		if ctx.Err() != nil {
+			return rep, ErrInterrupted
+		}
+		return rep, &PassError{Stage: stage, Err: err}
+	}
+	dry := opts.DryRun != nil
+
+	// Where to start: the checkpoint, unless a full pass starts now. One
+	// that started earlier and did not complete goes on from the checkpoint.
+	mode, err := s.store.FullPass(ctx)
+	if err != nil {
+		return fail(StageState, err)
+	}
+	starting := ""
+	switch {
+	case opts.Resync:
+		starting = state.FullResync
+	case opts.Rescan && mode == state.FullResync:
+		s.log.Info("a resync is in progress and carries on: it sends every group, which covers the rescan")
+	case opts.Rescan:
+		starting = state.FullRescan
+	}
+	if starting != "" {
+		mode = starting
+	}
+	rep.Resync, rep.Rescan = mode == state.FullResync, mode == state.FullRescan
+	if err := s.checkFingerprint(ctx, &rep, dry); err != nil {
+		return fail(StageState, err)
+	}
+	var after *source.Position
+	if starting == "" {
+		cp, err := s.store.Checkpoint(ctx)
+		if err != nil {
+			return fail(StageState, err)
+		}
+		rep.Checkpoint = cp
+		if cp != nil {
+			after = new(source.Position)
+			if err := json.Unmarshal(cp, after); err != nil {
+				return fail(StageState, fmt.Errorf("checkpoint %s is unreadable: %w (run `cometsync once --resync` to start over)", cp, err))
+			}
+		}
+	}
+	if after == nil && s.cfg.Start != nil {
+		after = &source.Position{Cursor: *s.cfg.Start}
+	}
+	upper, err := s.src.UpperBound(ctx)
+	if err != nil {
+		return fail(StageSource, err)
+	}
+	// until is the upper bound of the last pass that completed, for the
+	// cursor lag of this one if it does not.
+	var until *source.Value
+	if raw, err := s.store.SyncedUntil(ctx); err != nil {
+		return fail(StageState, err)
+	} else if raw != nil {
+		until = new(source.Value)
+		if json.Unmarshal(raw, until) != nil {
+			until = nil
+		}
+	}
+	if !dry {
+		// A pass with nothing to send would never learn that the key was
+		// revoked or the app is gone, and report success forever: ask first.
+		if err := s.sink.Ping(ctx); err != nil {
+			rep.CursorLag = s.cursorLag(rep, false, upper, until)
+			return fail(StageAPI, err)
+		}
+	}
+	// A full pass forgets the checkpoint only once the source and the API
+	// answered: one that cannot start leaves the state as it was.
+	if starting != "" && !dry {
+		if err := s.store.StartFullPass(ctx, starting); err != nil {
+			return fail(StageState, err)
+		}
+	}
+	errKeys, err := s.store.ErrorKeys(ctx)
+	if err != nil {
+		return fail(StageState, err)
+	}
+
+	rep.ToGo = -1
+	if c, ok := s.src.(counter); ok && s.Progress != nil {
+		if n, err := c.Count(ctx, after, upper); err == nil {
+			rep.ToGo = n
+		} else {
+			s.log.Warn("could not count the rows to go; progress will show no ETA", zap.Error(err))
+		}
+	}
+
+	if !dry {
+		// A first backfill (nothing delivered yet) lets the state append
+		// and index once at the end; see state.Store.BeginBulkLoad. The
+		// index is built even when the pass fails or is interrupted.
+		bulk, bulkErr := s.beginBulkLoad(ctx, upper)
+		if bulkErr != nil {
+			return fail(StageState, bulkErr)
+		}
+		if bulk {
+			defer func() {
+				if endErr := s.store.EndBulkLoad(context.WithoutCancel(ctx)); endErr != nil && err == nil {
+					rep, err = fail(StageState, endErr)
+				}
+			}()
+		}
+	}
+
+	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
+		claims: map[string]string{}, keepClaims: dry, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+	if s.bulkDups != nil {
+		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true
+		s.bulkDups = nil
+	}
+	runErr := p.run(ctx, after, upper)
+	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper, until)
+	if runErr != nil {
+		var pe *PassError
+		if errors.As(runErr, &pe) && ctx.Err() == nil {
+			return rep, pe
+		}
+		if ctx.Err() != nil {
+			return rep, ErrInterrupted
+		}
+		return fail(StageState, runErr)
+	}
+	if !dry {
+		raw, err := json.Marshal(upper)
+		if err == nil {
+			err = s.store.SetSyncedUntil(ctx, raw)
+		}
+		if err != nil {
+			return fail(StageState, err)
+		}
+	}
+	if mode != "" && !dry {
+		// Every group now follows the current query and mapping: a resync
+		// sent them all, a rescan every one whose object differs.
+		if err := s.store.FinishFullPass(ctx); err != nil {
+			return fail(StageState, err)
+		}
+		if err := s.store.SetFingerprint(ctx, s.cfg.Fingerprint); err != nil {
+			return fail(StageState, err)
+		}
+		rep.FingerprintChanged = false
+	}
+	if ie := p.tooManyInvalid(); ie != nil {
+		s.log.Error("most rows of this pass are invalid: check the query and the mapping", zap.Error(ie))
+		return rep, &PassError{Stage: StageMapping, Err: ie}
+	}
+	return rep, nil
+}
+
+// beginBulkLoad starts the bulk load of a first backfill (see
+// state.Store.BeginBulkLoad) when the source can say which guids more than
+// one of its rows maps to: while the state bulk loads it knows no guid, so
+// it cannot tell a second row of a guid from the first. Without that
+// answer the pass keeps the state's index (slower, as correct).
+func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, error) {
+	df, ok := s.src.(dupFinder)
+	if !ok {
+		return false, nil
+	}
+	bulk, err := s.store.BeginBulkLoad(ctx)
+	if err != nil || !bulk {
+		return false, err
+	}
+	found, err := df.DuplicateKeys(ctx, s.entity.KeyColumns(), upper)
+	if err != nil {
+		s.log.Warn("could not ask the source for duplicate keys; the first backfill keeps the state's index (slower)", zap.Error(err))
+		return false, s.store.EndBulkLoad(ctx)
+	}
+	dups := make(map[string]bool, len(found))
+	for _, parts := range found {
+		dups[s.entity.JoinKey(parts)] = true
+	}
+	s.bulkDups = dups
+	return true, nil
+}
+
+// tooManyInvalid is the InvalidRowsError of a pass whose rows read by the
+// cursor were mostly invalid, or nil.
+func (p *pass) tooManyInvalid() *InvalidRowsError {
+	max := p.s.cfg.MaxInvalidPercent
+	if max >= 100 || p.cursorInvalid < MinInvalidRows || p.cursorInvalid*100 <= max*p.cursorRead {
+		return nil
+	}
+	field, _ := mostCommon(p.invalidBy)
+	example, _ := mostCommon(p.invalidExample[field])
+	return &InvalidRowsError{Invalid: p.cursorInvalid, Read: p.cursorRead, Field: field, Example: example, MaxPercent: max}
+}
+
+// cursorLag is how far behind the database clock the synced data is. A
+// complete pass has read everything up to the upper bound (clock - lag).
+//
+// After an incomplete pass everything is delivered up to the later of two
+// points: the checkpoint, and the upper bound of the last pass that
+// completed (on a quiet table the checkpoint's row may be days old although
+// nothing is missing; during a resync the checkpoint starts again from the
+// beginning). -1 when neither is known.
+func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value, until *source.Value) time.Duration {
+	if complete {
+		return s.cfg.Lag
+	}
+	lag := time.Duration(-1)
+	behind := func(v source.Value) {
+		if d, ok := source.Behind(v, upper, s.cfg.IntegerUnit); ok {
+			d = max(d, 0) + s.cfg.Lag
+			if lag < 0 || d < lag {
+				lag = d
+			}
+		}
+	}
+	var cp source.Position
+	if rep.Checkpoint != nil && json.Unmarshal(rep.Checkpoint, &cp) == nil {
+		behind(cp.Cursor)
+	}
+	if until != nil {
+		behind(*until)
+	}
+	return lag
+}
+
+// checkFingerprint records the fingerprint on the first pass and reports
+// a change afterwards (until a full pass brings every group up to date).
+func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) error {
+	if s.cfg.Fingerprint == "" {
+		return nil
+	}
+	old, err := s.store.Fingerprint(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case old == "" && !dry:
+		return s.store.SetFingerprint(ctx, s.cfg.Fingerprint)
+	case old != "" && old != s.cfg.Fingerprint:
+		rep.FingerprintChanged = true
+		s.log.Warn("the query or the mapping changed since the last full sync: groups not changed since then still follow the old mapping; run `cometsync once --rescan` to send the groups whose object changed (or --resync to send every group)")
+	}
+	return nil
+}
