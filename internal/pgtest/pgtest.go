@@ -246,8 +246,7 @@ func (s *Server) launch(bin string) error {
 	s.cmd, s.done = cmd, done
 
 	if err := s.waitReady(); err != nil {
-		killTree(cmd.Process.Pid)
-		<-done
+		s.Kill()
 		s.cmd, s.done = nil, nil
 		return err
 	}
