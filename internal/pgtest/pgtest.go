@@ -345,10 +345,10 @@ func (s *Server) removeSharedMemory() {
 func (s *Server) Stop() {
 	s.stop.Do(func() {
 		s.mu.Lock()
+		// Left in the map: a late Exec gets "database is closed".
 		for _, db := range s.roots {
 			_ = db.Close()
 		}
-		s.roots = nil
 		s.mu.Unlock()
 		if s.cmd != nil {
 			// SIGQUIT is PostgreSQL's immediate shutdown; unlike a kill it

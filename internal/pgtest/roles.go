@@ -3,7 +3,9 @@ package pgtest
 import (
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,8 +64,9 @@ func KeywordDSN(tb testing.TB, dsn string) string {
 		"password=" + quoteValue(pw),
 		"dbname=" + quoteValue(strings.TrimPrefix(u.Path, "/")),
 	}
-	for k, vs := range u.Query() {
-		for _, v := range vs {
+	query := u.Query()
+	for _, k := range slices.Sorted(maps.Keys(query)) {
+		for _, v := range query[k] {
 			kv = append(kv, k+"="+quoteValue(v))
 		}
 	}
