@@ -189,7 +189,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		ImportPerMinute: float64(cc.RateLimits.ImportPerMinute), OtherPerMinute: float64(cc.RateLimits.OtherPerMinute),
 		Concurrency: cc.Concurrency,
 	}, log.Named("cometchat"))
-	e.syncer = syncer.New(e.src, entities.Groups{Mapper: e.mapper, API: e.client}, e.client, e.store, syncer.Config{
+	e.syncer = syncer.New(e.src, entities.Groups{Mapper: e.mapper, API: e.client}, e.client, e.store.Stream("groups"), syncer.Config{
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
 		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
 		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
@@ -225,7 +225,7 @@ func (e *engine) observePass(rep syncer.Report, runErr error) {
 	m.Retries(metrics.RetryFailed, rep.Failed()-rep.NewFailed())
 	m.Retries(metrics.RetryCleared, rep.Cleared)
 	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag}
-	if total, parked, err := e.store.FailedRows(context.Background()); err == nil {
+	if total, parked, err := e.store.Stream("groups").FailedRows(context.Background()); err == nil {
 		p.FailedRows, p.ParkedRows = total, parked
 	}
 	m.ObservePass(p)

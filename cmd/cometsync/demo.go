@@ -152,7 +152,7 @@ func runDemo(ctx context.Context, dir string, kept bool, out io.Writer) error {
 		return err
 	}
 	defer st2.Close()
-	rows, err := st2.RowErrors(ctx)
+	rows, err := st2.Stream("groups").RowErrors(ctx)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ still listed here, retried only when its content changes.`,
 			}
 			if st != nil {
 				defer st.Close()
-				if rows, err = st.RowErrors(cmd.Context()); err != nil {
+				if rows, err = st.Stream("groups").RowErrors(cmd.Context()); err != nil {
 					return failedErr(err)
 				}
 			}

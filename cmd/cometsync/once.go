@@ -120,7 +120,7 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	if rep.FingerprintChanged {
 		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --rescan' to send the groups whose object changed ('--resync' sends every group).")
 	}
-	if total, _, err := eng.store.FailedRows(ctx); err == nil && total > 0 {
+	if total, _, err := eng.store.Stream("groups").FailedRows(ctx); err == nil && total > 0 {
 		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)
 	}
 	return passFailure(cfg, runErr)

@@ -70,13 +70,13 @@ func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
 	}
 	defer st.Close()
 	ctx := cmd.Context()
-	if rep.Checkpoint, err = st.Checkpoint(ctx); err != nil {
+	if rep.Checkpoint, err = st.Stream("groups").Checkpoint(ctx); err != nil {
 		return rep, failedErr(err)
 	}
-	if rep.FailedRows, rep.ParkedRows, err = st.FailedRows(ctx); err != nil {
+	if rep.FailedRows, rep.ParkedRows, err = st.Stream("groups").FailedRows(ctx); err != nil {
 		return rep, failedErr(err)
 	}
-	full, err := st.FullPass(ctx)
+	full, err := st.Stream("groups").FullPass(ctx)
 	if err != nil {
 		return rep, failedErr(err)
 	}

@@ -276,14 +276,14 @@ func BenchmarkStateApply(b *testing.B) {
 			for _, g := range guids[from:min(from+batchSize, total)] {
 				c.Delivered = append(c.Delivered, state.Delivered{Key: g, Hash: "0123456789abcdef", Present: 5})
 			}
-			if err := st.Apply(ctx, c); err != nil {
+			if err := st.Stream("groups").Apply(ctx, c); err != nil {
 				b.Fatal(err)
 			}
 		}
 		took += time.Since(start)
 		cpu += selfCPU() - cpu0
 		b.StopTimer()
-		known, err := st.Known(ctx, guids[:1000])
+		known, err := st.Stream("groups").Known(ctx, guids[:1000])
 		if err != nil || len(known) != 1000 {
 			b.Fatalf("Known: %d of 1000, %v", len(known), err)
 		}

@@ -475,7 +475,7 @@ func (w *world) inProcess(tb testing.TB) (*syncer.Syncer, *state.Store) {
 		BaseURL: w.http.URL, APIKey: apiKey, Timeout: 30 * time.Second,
 		ImportPerMinute: 100_000_000, OtherPerMinute: 100_000_000, Concurrency: concurrency,
 	}, zap.NewNop())
-	s := syncer.New(src, entities.Groups{Mapper: m, API: client}, client, st, syncer.Config{
+	s := syncer.New(src, entities.Groups{Mapper: m, API: client}, client, st.Stream("groups"), syncer.Config{
 		PageSize: pageSize, BatchSize: batchSize, Concurrency: concurrency,
 		Fingerprint: m.Fingerprint(mariadbtest.GroupsQuery, "updated_at", "id", ""),
 	}, zap.NewNop(), time.Now)

@@ -15,12 +15,10 @@ func migrate(db *sql.DB, from int) error {
 		return err
 	}
 	defer tx.Rollback()
-	// A new file gets the current tables; an old one keeps its own, which
-	// the steps below bring up to date.
 	if _, err := tx.Exec(schema); err != nil {
 		return err
 	}
-	if from < 2 {
+	if from >= 1 && from < 2 {
 		// Format 2 records the row that owns each guid; deliveries of
 		// format 1 have no owner yet (NULL) and get one when next delivered.
 		has, err := hasColumn(tx, "delivered", "row_key")
@@ -31,6 +29,28 @@ func migrate(db *sql.DB, from int) error {
 			if _, err := tx.Exec(`ALTER TABLE delivered ADD COLUMN row_key TEXT`); err != nil {
 				return fmt.Errorf("migrate to format 2: %w", err)
 			}
+		}
+	}
+	if from >= 1 && from < 3 {
+		// Format 3 has tables per stream; format 2's are the groups
+		// stream's, renamed in place (no row is copied), with their meta
+		// keys. The key index is built again under its new name by Open.
+		for _, q := range []string{
+			`DROP INDEX IF EXISTS delivered_guid`,
+			`ALTER TABLE delivered RENAME TO groups_delivered`,
+			`ALTER TABLE groups_delivered RENAME COLUMN guid TO object_key`,
+			`ALTER TABLE row_errors RENAME TO groups_row_errors`,
+			`ALTER TABLE groups_row_errors RENAME COLUMN guid TO object_key`,
+			`UPDATE meta SET key = 'groups.' || key WHERE key IN ('checkpoint', 'fingerprint', 'full_pass', 'synced_until')`,
+		} {
+			if _, err := tx.Exec(q); err != nil {
+				return fmt.Errorf("migrate to format 3: %s: %w", q, err)
+			}
+		}
+	}
+	for _, name := range Streams {
+		if _, err := tx.Exec(streamSQL(name, streamSchema)); err != nil {
+			return err
 		}
 	}
 	if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {

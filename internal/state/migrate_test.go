@@ -45,11 +45,11 @@ func TestOpenMigratesFormat1InPlace(t *testing.T) {
 	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil || version != schemaVersion {
 		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
 	}
-	cp, err := s.Checkpoint(ctx)
+	cp, err := s.Stream("groups").Checkpoint(ctx)
 	if err != nil || string(cp) != `{"cursor":{"kind":"text","value":"2026-12-02 07:13:33.886"},"key":{"kind":"int","value":"110"}}` {
 		t.Errorf("checkpoint after the upgrade = %s (%v), want the one format 1 recorded", cp, err)
 	}
-	known, err := s.Known(ctx, []string{"team-0001", "team-0240", "team-0100"})
+	known, err := s.Stream("groups").Known(ctx, []string{"team-0001", "team-0240", "team-0100"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,15 +62,15 @@ func TestOpenMigratesFormat1InPlace(t *testing.T) {
 	if _, ok := known["team-0100"]; ok {
 		t.Error("team-0100 was never delivered (an invalid row) but the upgraded state knows it")
 	}
-	errs, err := s.RowErrors(ctx)
+	errs, err := s.Stream("groups").RowErrors(ctx)
 	if err != nil || len(errs) != 3 {
 		t.Errorf("row errors after the upgrade: %d (%v), want the 3 of format 1", len(errs), err)
 	}
 	// The owner is recorded from the next delivery on.
-	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{Key: "team-0001", Hash: known["team-0001"].Hash, RowKey: "1"}}}); err != nil {
+	if err := s.Stream("groups").Apply(ctx, Changes{Delivered: []Delivered{{Key: "team-0001", Hash: known["team-0001"].Hash, RowKey: "1"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if k, _ := s.Known(ctx, []string{"team-0001"}); k["team-0001"].RowKey != "1" {
+	if k, _ := s.Stream("groups").Known(ctx, []string{"team-0001"}); k["team-0001"].RowKey != "1" {
 		t.Errorf("owner after a delivery = %q, want 1", k["team-0001"].RowKey)
 	}
 	s.Close()
@@ -80,7 +80,7 @@ func TestOpenMigratesFormat1InPlace(t *testing.T) {
 		t.Fatalf("reopen the migrated state: %v", err)
 	}
 	defer s2.Close()
-	if k, _ := s2.Known(ctx, []string{"team-0001"}); k["team-0001"].RowKey != "1" {
+	if k, _ := s2.Stream("groups").Known(ctx, []string{"team-0001"}); k["team-0001"].RowKey != "1" {
 		t.Errorf("owner after reopening = %q, want 1", k["team-0001"].RowKey)
 	}
 }
@@ -94,7 +94,7 @@ func TestReadOnlyOpenOfFormat1StateReads(t *testing.T) {
 		t.Fatalf("read-only open of a format 1 state: %v", err)
 	}
 	defer s.Close()
-	total, _, err := s.FailedRows(context.Background())
+	total, _, err := s.Stream("groups").FailedRows(context.Background())
 	if err != nil || total != 3 {
 		t.Errorf("failed rows = %d (%v), want 3", total, err)
 	}
@@ -108,7 +108,7 @@ func TestReadOnlyKnownOfFormat1State(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	known, err := s.Known(context.Background(), []string{"team-0001"})
+	known, err := s.Stream("groups").Known(context.Background(), []string{"team-0001"})
 	if err != nil || len(known["team-0001"].Hash) != 16 {
 		t.Errorf("Known on a read-only format 1 state = %+v (%v), want the delivered hash", known, err)
 	}

@@ -28,7 +28,7 @@ func TestMissingStateIsAFirstRun(t *testing.T) {
 		t.Errorf("read-only open of a missing state: %v, want ErrNoState", err)
 	}
 	s := open(t, path, Options{})
-	cp, err := s.Checkpoint(context.Background())
+	cp, err := s.Stream("groups").Checkpoint(context.Background())
 	if err != nil || cp != nil {
 		t.Errorf("first run: checkpoint %s, %v; want none", cp, err)
 	}
@@ -47,7 +47,7 @@ func TestSecondOpenIsRefusedUntilTheFirstCloses(t *testing.T) {
 	}
 	// Readers do not need the lock.
 	ro := open(t, path, Options{ReadOnly: true})
-	if _, err := ro.Checkpoint(context.Background()); err != nil {
+	if _, err := ro.Stream("groups").Checkpoint(context.Background()); err != nil {
 		t.Errorf("read-only open beside the writer: %v", err)
 	}
 	first.Close()
@@ -89,14 +89,14 @@ func TestApplyCountsAttemptsAndParks(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{ParkAfter: 3})
 	fail := func(hash string) {
 		t.Helper()
-		if err := s.Apply(ctx, Changes{Failed: []Failure{{RowKey: "7", KeyJSON: json.RawMessage(`{"kind":"int","value":"7"}`),
+		if err := s.Stream("groups").Apply(ctx, Changes{Failed: []Failure{{RowKey: "7", KeyJSON: json.RawMessage(`{"kind":"int","value":"7"}`),
 			GUID: "g7", Code: "ERR_X", Message: "no", RowHash: hash}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	get := func() RowError {
 		t.Helper()
-		rows, err := s.RowErrors(ctx)
+		rows, err := s.Stream("groups").RowErrors(ctx)
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("row errors: %v %v", rows, err)
 		}
@@ -107,35 +107,35 @@ func TestApplyCountsAttemptsAndParks(t *testing.T) {
 	if e := get(); e.Attempts != 2 || e.Parked {
 		t.Errorf("after 2 failures: %+v", e)
 	}
-	if keys, _ := s.RetryKeys(ctx); len(keys) != 1 {
+	if keys, _ := s.Stream("groups").RetryKeys(ctx); len(keys) != 1 {
 		t.Errorf("retry keys: %s", keys)
 	}
 	fail("a")
 	if e := get(); e.Attempts != 3 || !e.Parked {
 		t.Errorf("after 3 failures with park_after 3: %+v", e)
 	}
-	if keys, _ := s.RetryKeys(ctx); len(keys) != 0 {
+	if keys, _ := s.Stream("groups").RetryKeys(ctx); len(keys) != 0 {
 		t.Errorf("a parked row is still retried: %s", keys)
 	}
-	if total, parked, _ := s.FailedRows(ctx); total != 1 || parked != 1 {
+	if total, parked, _ := s.Stream("groups").FailedRows(ctx); total != 1 || parked != 1 {
 		t.Errorf("failed rows %d, parked %d", total, parked)
 	}
 	fail("b") // the row changed: a fresh start
 	if e := get(); e.Attempts != 1 || e.Parked {
 		t.Errorf("after the row changed: %+v", e)
 	}
-	if err := s.Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{Key: "g7", Hash: "h", Present: 5}},
+	if err := s.Stream("groups").Apply(ctx, Changes{Cleared: []string{"7"}, Delivered: []Delivered{{Key: "g7", Hash: "h", Present: 5}},
 		Checkpoint: json.RawMessage(`{"at":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if rows, _ := s.RowErrors(ctx); len(rows) != 0 {
+	if rows, _ := s.Stream("groups").RowErrors(ctx); len(rows) != 0 {
 		t.Errorf("cleared row still listed: %+v", rows)
 	}
-	known, err := s.Known(ctx, []string{"g7", "g8"})
+	known, err := s.Stream("groups").Known(ctx, []string{"g7", "g8"})
 	if err != nil || len(known) != 1 || known["g7"].Hash != "h" || known["g7"].Present != 5 {
 		t.Errorf("known: %+v %v", known, err)
 	}
-	if cp, _ := s.Checkpoint(ctx); string(cp) != `{"at":1}` {
+	if cp, _ := s.Stream("groups").Checkpoint(ctx); string(cp) != `{"at":1}` {
 		t.Errorf("checkpoint %s", cp)
 	}
 }
@@ -147,21 +147,21 @@ func TestStateSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, Changes{Checkpoint: json.RawMessage(`{"k":2}`)}); err != nil {
+	if err := s.Stream("groups").Apply(ctx, Changes{Checkpoint: json.RawMessage(`{"k":2}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartFullPass(ctx, FullRescan); err != nil {
+	if err := s.Stream("groups").StartFullPass(ctx, FullRescan); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	s = open(t, path, Options{})
-	if cp, _ := s.Checkpoint(ctx); cp != nil {
+	if cp, _ := s.Stream("groups").Checkpoint(ctx); cp != nil {
 		t.Errorf("a full pass keeps the old checkpoint: %s", cp)
 	}
-	if mode, _ := s.FullPass(ctx); mode != FullRescan {
+	if mode, _ := s.Stream("groups").FullPass(ctx); mode != FullRescan {
 		t.Errorf("an interrupted rescan is remembered as %q on reopen", mode)
 	}
-	if err := s.StartFullPass(ctx, "everything"); err == nil {
+	if err := s.Stream("groups").StartFullPass(ctx, "everything"); err == nil {
 		t.Error("an unknown full pass was accepted")
 	}
 	if _, err := os.Stat(path + ".lock"); err != nil {
@@ -190,10 +190,10 @@ func TestKnownReturnsRawHashesAsStored(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{})
 	ctx := context.Background()
 	raw := "\x00\xff\x10abc\x00\x80\xfe\x01\x02\x03\x04\x05\x06\x07"
-	if err := s.Apply(ctx, Changes{Delivered: []Delivered{{Key: "g1", Hash: raw, Present: 3}}}); err != nil {
+	if err := s.Stream("groups").Apply(ctx, Changes{Delivered: []Delivered{{Key: "g1", Hash: raw, Present: 3}}}); err != nil {
 		t.Fatal(err)
 	}
-	known, err := s.Known(ctx, []string{"g1", "g2"})
+	known, err := s.Stream("groups").Known(ctx, []string{"g1", "g2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func deliveries(hash string, guids ...string) Changes {
 func hasGUIDIndex(t *testing.T, s *Store) bool {
 	t.Helper()
 	var n int
-	if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'delivered_guid'`).Scan(&n); err != nil {
+	if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'groups_delivered_key'`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n == 1
@@ -225,7 +225,7 @@ func hasGUIDIndex(t *testing.T, s *Store) bool {
 func TestBulkLoadLeavesWhatUpsertsWould(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), Options{})
 	ctx := context.Background()
-	on, err := s.BeginBulkLoad(ctx)
+	on, err := s.Stream("groups").BeginBulkLoad(ctx)
 	if err != nil || !on {
 		t.Fatalf("BeginBulkLoad on an empty state: %v, %v; want bulk mode on", on, err)
 	}
@@ -233,17 +233,17 @@ func TestBulkLoadLeavesWhatUpsertsWould(t *testing.T) {
 		t.Error("the guid index is still there during a bulk load")
 	}
 	for _, c := range []Changes{deliveries("old", "g1", "g2"), deliveries("new", "g2", "g3")} {
-		if err := s.Apply(ctx, c); err != nil {
+		if err := s.Stream("groups").Apply(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if k, err := s.Known(ctx, []string{"g1", "g2"}); err != nil || len(k) != 0 {
+	if k, err := s.Stream("groups").Known(ctx, []string{"g1", "g2"}); err != nil || len(k) != 0 {
 		t.Errorf("Known during a bulk load: %v, %v; want nothing (the table was empty when it began)", k, err)
 	}
-	if err := s.EndBulkLoad(ctx); err != nil {
+	if err := s.Stream("groups").EndBulkLoad(ctx); err != nil {
 		t.Fatal(err)
 	}
-	k, err := s.Known(ctx, []string{"g1", "g2", "g3", "g4"})
+	k, err := s.Stream("groups").Known(ctx, []string{"g1", "g2", "g3", "g4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,18 +251,18 @@ func TestBulkLoadLeavesWhatUpsertsWould(t *testing.T) {
 		t.Errorf("after the bulk load Known = %+v, want g1 old, g2 new (its latest delivery), g3 new", k)
 	}
 	// Back to upserts: a guid delivered again replaces its row.
-	if err := s.Apply(ctx, deliveries("newer", "g1")); err != nil {
+	if err := s.Stream("groups").Apply(ctx, deliveries("newer", "g1")); err != nil {
 		t.Fatal(err)
 	}
-	if k, _ := s.Known(ctx, []string{"g1"}); k["g1"].Hash != "newer" {
+	if k, _ := s.Stream("groups").Known(ctx, []string{"g1"}); k["g1"].Hash != "newer" {
 		t.Errorf("upsert after the bulk load: %+v", k)
 	}
 	var rows int
-	if err := s.db.QueryRow(`SELECT count(*) FROM delivered`).Scan(&rows); err != nil || rows != 3 {
+	if err := s.db.QueryRow(`SELECT count(*) FROM groups_delivered`).Scan(&rows); err != nil || rows != 3 {
 		t.Errorf("delivered holds %d rows (%v), want 3: one per guid", rows, err)
 	}
 	// A state that has deliveries never goes into bulk mode.
-	if on, err := s.BeginBulkLoad(ctx); err != nil || on {
+	if on, err := s.Stream("groups").BeginBulkLoad(ctx); err != nil || on {
 		t.Errorf("BeginBulkLoad with deliveries recorded: %v, %v; want off", on, err)
 	}
 }
@@ -276,18 +276,18 @@ func TestOpenIndexesAfterABulkLoadThatDied(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if on, err := s.BeginBulkLoad(ctx); err != nil || !on {
+	if on, err := s.Stream("groups").BeginBulkLoad(ctx); err != nil || !on {
 		t.Fatalf("BeginBulkLoad: %v, %v", on, err)
 	}
-	if err := s.Apply(ctx, deliveries("a", "g1", "g2")); err != nil {
+	if err := s.Stream("groups").Apply(ctx, deliveries("a", "g1", "g2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, deliveries("b", "g2")); err != nil {
+	if err := s.Stream("groups").Apply(ctx, deliveries("b", "g2")); err != nil {
 		t.Fatal(err)
 	}
 	// A reader beside the loading writer answers without the index.
 	ro := open(t, path, Options{ReadOnly: true})
-	if k, err := ro.Known(ctx, []string{"g1"}); err != nil || len(k) != 0 {
+	if k, err := ro.Stream("groups").Known(ctx, []string{"g1"}); err != nil || len(k) != 0 {
 		t.Errorf("read-only Known during a bulk load: %v, %v; want nothing, no error", k, err)
 	}
 	s.Close() // no EndBulkLoad: the process died
@@ -295,7 +295,7 @@ func TestOpenIndexesAfterABulkLoadThatDied(t *testing.T) {
 	if !hasGUIDIndex(t, s) {
 		t.Fatal("Open did not build the guid index again")
 	}
-	k, err := s.Known(ctx, []string{"g1", "g2"})
+	k, err := s.Stream("groups").Known(ctx, []string{"g1", "g2"})
 	if err != nil || len(k) != 2 || k["g1"].Hash != "a" || k["g2"].Hash != "b" {
 		t.Errorf("Known after reopening: %+v, %v; want g1 a, g2 b", k, err)
 	}

@@ -96,7 +96,7 @@ type Store interface {
 	Apply(ctx context.Context, c state.Changes) error
 }
 
-var _ Store = (*state.Store)(nil)
+var _ Store = (*state.Stream)(nil)
 var _ Sink = (*cometchat.Client)(nil)
 
 // Config shapes a pass.

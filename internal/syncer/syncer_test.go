@@ -172,7 +172,7 @@ func TestCursorLagOfPassesThatFail(t *testing.T) {
 // checkingStore fails the test if a checkpoint is ever written past a row
 // that the sink has not acknowledged.
 type checkingStore struct {
-	*state.Store
+	*state.Stream
 	t    *testing.T
 	src  *memSource
 	sink *slowSink
@@ -194,7 +194,7 @@ func (c *checkingStore) Apply(ctx context.Context, ch state.Changes) error {
 		c.sink.mu.Unlock()
 		c.cps = append(c.cps, cp)
 	}
-	return c.Store.Apply(ctx, ch)
+	return c.Stream.Apply(ctx, ch)
 }
 
 func newPass(t *testing.T, src *memSource, sink *slowSink) (*Syncer, *checkingStore) {
@@ -208,7 +208,7 @@ func newPass(t *testing.T, src *memSource, sink *slowSink) (*Syncer, *checkingSt
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &checkingStore{Store: st, t: t, src: src, sink: sink}
+	cs := &checkingStore{Stream: st.Stream("groups"), t: t, src: src, sink: sink}
 	return New(src, groupEntity{m: m, sink: sink}, sink, cs, Config{PageSize: 70, BatchSize: 50, Concurrency: 4}, zaptest.NewLogger(t), nil), cs
 }
 
