@@ -1,11 +1,11 @@
-// Package emulator is an in-process stand-in for CometChat's REST API v3: the
+// Package cometchattest is an in-process stand-in for CometChat's REST API v3: the
 // group data import, group update, delete and read endpoints, with the
 // documented constraints and the faults a real deployment shows (rate limits,
 // 5xx answers, partial imports, dropped connections, hangs, outages).
 //
 // An Emulator is an http.Handler; wrap it in httptest.NewServer and give the
 // server URL to the client as its base URL, with or without a trailing /v3.
-package emulator
+package cometchattest
 
 import (
 	"io"
