@@ -9,10 +9,16 @@ import (
 
 // Endpoint names, as used in Stats.Requests keys.
 const (
-	endpointImport  = "import"  // POST /data_import/groups
-	endpointGroup   = "group"   // GET, PUT, DELETE /groups/{guid}
-	endpointGroups  = "groups"  // GET /groups
-	endpointUnknown = "unknown" // anything else: 404 ERR_API_NOT_FOUND
+	endpointImport        = "import"         // POST /data_import/groups
+	endpointImportUsers   = "import_users"   // POST /data_import/users
+	endpointImportMembers = "import_members" // POST /data_import/members
+	endpointGroup         = "group"          // GET, PUT, DELETE /groups/{guid}
+	endpointGroups        = "groups"         // GET /groups
+	endpointUser          = "user"           // GET, PUT, DELETE /users/{uid}
+	endpointUsers         = "users"          // GET /users, PUT /users (reactivate), DELETE /users (deactivate)
+	endpointMembers       = "members"        // GET, POST /groups/{guid}/members
+	endpointMember        = "member"         // PUT, DELETE /groups/{guid}/members/{uid}
+	endpointUnknown       = "unknown"        // anything else: 404 ERR_API_NOT_FOUND
 )
 
 // Error codes answered outside the auth and rate-limit paths.
@@ -25,13 +31,29 @@ const (
 	codeInvalidGroup  = "ERR_IMPORT_INVALID_GROUP_FORMAT"
 	codeEmptyPassword = "ERR_EMPTY_GROUP_PASS"
 	codeRowFailed     = "ERR_OPERATION_FAILED"
+	codeUIDNotFound   = "ERR_UID_NOT_FOUND"
+	codeUIDExists     = "ERR_UID_ALREADY_EXISTS"
+	codeMUIDExists    = "ERR_IMPORT_MUID_ALREADY_EXISTS"
+	codeInvalidUser   = "ERR_IMPORT_INVALID_USER_FORMAT"
+	codeInvalidMember = "ERR_IMPORT_INVALID_MEMBER_FORMAT"
+	codeInvalidJoined = "ERR_IMPORT_INVALID_JOINEDAT"
+	codeAlreadyJoined = "ERR_ALREADY_JOINED"
+	codeNotAMember    = "ERR_NOT_A_MEMBER"
+	codeSameScope     = "ERR_SAME_SCOPE"
 )
 
 // route is what a request asks for, decided before any fault so that every
 // request, answered or not, is counted under its endpoint.
 type route struct {
 	endpoint string
-	guid     string // lowercased path guid, for endpointGroup
+	guid     string // lowercased path guid, for endpointGroup, endpointMembers and endpointMember
+	uid      string // lowercased path uid, for endpointUser and endpointMember
+}
+
+// isImport reports whether the route is a data-import endpoint: they share
+// one rate limit.
+func (rt route) isImport() bool {
+	return rt.endpoint == endpointImport || rt.endpoint == endpointImportUsers || rt.endpoint == endpointImportMembers
 }
 
 func routeOf(r *http.Request) route {
@@ -40,18 +62,36 @@ func routeOf(r *http.Request) route {
 	if p == "/v3" || strings.HasPrefix(p, "/v3/") {
 		p = p[len("/v3"):]
 	}
-	p = strings.Trim(p, "/")
-	switch {
-	case p == "data_import/groups" && r.Method == http.MethodPost:
-		return route{endpoint: endpointImport}
-	case p == "groups" && r.Method == http.MethodGet:
-		return route{endpoint: endpointGroups}
-	}
-	if guid, ok := strings.CutPrefix(p, "groups/"); ok && guid != "" && !strings.Contains(guid, "/") {
-		switch r.Method {
-		case http.MethodGet, http.MethodPut, http.MethodDelete:
-			return route{endpoint: endpointGroup, guid: strings.ToLower(guid)}
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	for _, part := range parts {
+		if part == "" {
+			return route{endpoint: endpointUnknown}
 		}
+	}
+	m := r.Method
+	get, put, del, post := m == http.MethodGet, m == http.MethodPut, m == http.MethodDelete, m == http.MethodPost
+	switch {
+	case len(parts) == 2 && parts[0] == "data_import" && post:
+		switch parts[1] {
+		case "groups":
+			return route{endpoint: endpointImport}
+		case "users":
+			return route{endpoint: endpointImportUsers}
+		case "members":
+			return route{endpoint: endpointImportMembers}
+		}
+	case len(parts) == 1 && parts[0] == "groups" && get:
+		return route{endpoint: endpointGroups}
+	case len(parts) == 2 && parts[0] == "groups" && (get || put || del):
+		return route{endpoint: endpointGroup, guid: strings.ToLower(parts[1])}
+	case len(parts) == 3 && parts[0] == "groups" && parts[2] == "members" && (get || post):
+		return route{endpoint: endpointMembers, guid: strings.ToLower(parts[1])}
+	case len(parts) == 4 && parts[0] == "groups" && parts[2] == "members" && (put || del):
+		return route{endpoint: endpointMember, guid: strings.ToLower(parts[1]), uid: strings.ToLower(parts[3])}
+	case len(parts) == 1 && parts[0] == "users" && (get || put || del):
+		return route{endpoint: endpointUsers}
+	case len(parts) == 2 && parts[0] == "users" && (get || put || del):
+		return route{endpoint: endpointUser, uid: strings.ToLower(parts[1])}
 	}
 	return route{endpoint: endpointUnknown}
 }
@@ -99,8 +139,8 @@ type groupView struct {
 	MembersCount   int             `json:"membersCount"`
 }
 
-// view renders rec; the caller holds e.mu.
-func (rec *record) view() groupView {
+// view renders rec, a group with the given members; the caller holds e.mu.
+func (rec *record) view(members map[string]memberRec) groupView {
 	g := cloneGroup(rec.group)
 	v := groupView{
 		GUID:           g.GUID,
@@ -118,9 +158,11 @@ func (rec *record) view() groupView {
 	if v.CreatedAt == 0 {
 		v.CreatedAt = rec.created
 	}
-	if g.Owner != "" {
-		// The owner is the group's first member.
-		v.MembersCount = 1
+	v.MembersCount = len(members)
+	if _, ok := members[g.Owner]; g.Owner != "" && !ok {
+		// The owner is the group's first member, whether or not a
+		// membership of it was imported.
+		v.MembersCount++
 	}
 	return v
 }
