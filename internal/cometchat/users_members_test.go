@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 func TestImportUsersAndMembersSendTheDocumentedBodies(t *testing.T) {
@@ -393,5 +394,90 @@ func TestRefusedImportShapeIsNotRetriedAndSaysSo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUsersAndMembersAgainstTheTestDouble(t *testing.T) {
+	emu, url := newEmulator(t, cometchattest.Faults{})
+	emu.Put(cometchat.Group{GUID: "team-1", Name: "Team", Type: "public"})
+	c := newClient(t, url, nil)
+	ctx := context.Background()
+
+	users, err := c.ImportUsers(ctx, []cometchat.User{{UID: "ann", Name: "Ann"}, {UID: "bob", Name: "Bob"}, {UID: "bad uid", Name: "X"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !users["ann"].OK || !users["bob"].OK || users["bad uid"].OK || users["bad uid"].Code != "ERR_IMPORT_INVALID_USER_FORMAT" {
+		t.Fatalf("user rows %+v", users)
+	}
+	if again, _ := c.ImportUsers(ctx, []cometchat.User{{UID: "ann", Name: "Ann"}}); !again["ann"].Exists() {
+		t.Errorf("re-import of ann: %+v, want Exists", again["ann"])
+	}
+	members, err := c.ImportMembers(ctx, []cometchat.Member{
+		{GUID: "team-1", UID: "ann", Scope: cometchat.ScopeAdmin, JoinedAt: 1673421419},
+		{GUID: "team-1", UID: "nobody"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !members["team-1_member_ann"].OK || !members["team-1_member_nobody"].NotFound() {
+		t.Fatalf("member rows %+v", members)
+	}
+	if again, _ := c.ImportMembers(ctx, []cometchat.Member{{GUID: "team-1", UID: "ann"}}); !again["team-1_member_ann"].Exists() {
+		t.Errorf("re-import of a membership: %+v, want Exists", again)
+	}
+	if m, _ := emu.Member("team-1", "ann"); m.JoinedAt != 1673421419 || m.Scope != cometchat.ScopeAdmin {
+		t.Errorf("imported membership %+v", m)
+	}
+
+	added, err := c.AddMembers(ctx, "team-1", map[string][]string{cometchat.ScopeParticipant: {"ann", "bob", "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !added["ann"].Exists() || !added["bob"].OK || !added["nobody"].NotFound() {
+		t.Errorf("add members %+v", added)
+	}
+	if _, err := c.AddMembers(ctx, "missing", map[string][]string{cometchat.ScopeParticipant: {"bob"}}); !asAPIError(t, err).NotFound() {
+		t.Errorf("adding to a missing group: %v, want NotFound", err)
+	}
+	if ae := asAPIError(t, c.SetMemberScope(ctx, "team-1", "ann", cometchat.ScopeAdmin)); ae.Code != cometchat.CodeSameScope || ae.Retryable() {
+		t.Errorf("same scope: %+v", ae)
+	}
+	if err := c.SetMemberScope(ctx, "team-1", "bob", cometchat.ScopeModerator); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.KickMember(ctx, "team-1", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if !asAPIError(t, c.KickMember(ctx, "team-1", "bob")).NotFound() {
+		t.Error("kicking a non-member is not NotFound")
+	}
+
+	if err := c.UpdateUser(ctx, "ann", cometchat.UserUpdate{Name: "Ann B", Unset: []string{"avatar"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteUser(ctx, "ann", false); err != nil {
+		t.Fatal(err)
+	}
+	if !asAPIError(t, c.UpdateUser(ctx, "ann", cometchat.UserUpdate{Name: "x"})).NotFound() {
+		t.Error("updating a deactivated user is not NotFound")
+	}
+	if err := c.ReactivateUsers(ctx, []string{"ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := emu.User("ann"); u.DeactivatedAt != 0 || u.Name != "Ann B" {
+		t.Errorf("after reactivation %+v", u)
+	}
+	if err := c.DeleteUser(ctx, "ann", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := emu.Member("team-1", "ann"); ok {
+		t.Error("a permanent delete left the membership")
+	}
+	if err := c.Delete(ctx, "team-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(emu.AllMembers()); n != 0 {
+		t.Errorf("%d memberships left after the group went", n)
 	}
 }

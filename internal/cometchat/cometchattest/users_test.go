@@ -188,3 +188,14 @@ func TestListUsersPages(t *testing.T) {
 		t.Errorf("onlyDeactivated: %v", uids)
 	}
 }
+
+// decode reads a 200 answer into v.
+func decode(tb testing.TB, rep reply, v any) {
+	tb.Helper()
+	if rep.status != http.StatusOK {
+		tb.Fatalf("HTTP %d, want 200: %s", rep.status, rep.body)
+	}
+	if err := json.Unmarshal(rep.body, v); err != nil {
+		tb.Fatalf("decode %s: %v", rep.body, err)
+	}
+}
