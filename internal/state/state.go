@@ -61,10 +61,10 @@ type Options struct {
 
 // Store is an open state file.
 type Store struct {
-	db   *sql.DB
-	lock *os.File
-	opts Options
-	path string
+	db      *sql.DB
+	lock    *os.File
+	opts    Options
+	path    string
 	streams map[string]*Stream
 	// tmp is the folder of a migrated copy that a read-only Open made of
 	// an older state; removed by Close.
