@@ -179,3 +179,37 @@ func TestDetectUnitAndReadable(t *testing.T) {
 		t.Errorf("a date-time cursor is shown as %q", got)
 	}
 }
+
+// Names unique only per team, used as guid, are found as duplicates in the
+// whole query, case and spaces aside, with the keys of their rows.
+func TestDuplicates(t *testing.T) {
+	td := newDB(t, channelsSchema)
+	insertChannels(t, td, 9) // names town-square-0..3, most in 3 teams
+	mustExec(t, td.root, "INSERT INTO channels (id, team_id, name, type, update_at) VALUES ('x1', 'ta', 'Solo', 'O', 1733131200000), ('x2', 'tb', ' solo', 'O', 1733131200000)")
+	s := openSource(t, Config{Driver: DriverMySQL, DSN: td.reader, Query: "SELECT id, name AS guid, update_at FROM channels",
+		Cursor: "update_at", Tiebreaker: "id"})
+	if d, err := s.Duplicates(context.Background(), "guid", 2); err != nil || len(d.Examples) != 2 || d.Values != 4 {
+		t.Fatalf("Duplicates with 2 examples = %+v, %v; want 2 examples of 4", d, err)
+	}
+	d, err := s.Duplicates(context.Background(), "guid", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// seq 1..9: town-square-0 (1, 2), -1 (3, 4, 5), -2 (6, 7, 8); -3 (9) alone.
+	if d.Values != 4 || d.Rows != 10 || len(d.Examples) != 4 {
+		t.Fatalf("Duplicates = %+v, want 4 values over 10 rows", d)
+	}
+	seen := map[string]string{}
+	for _, ex := range d.Examples {
+		seen[ex.Value] = ex.First.String() + " " + ex.Last.String()
+	}
+	if got := seen["solo"]; got != "x1 x2" {
+		t.Errorf("solo's rows: %s, want x1 x2", got)
+	}
+	// A unique composite key has none.
+	s = openSource(t, Config{Driver: DriverMySQL, DSN: td.reader, Query: "SELECT id, CONCAT(team_id, '-', name) AS guid, update_at FROM channels",
+		Cursor: "update_at", Tiebreaker: "id"})
+	if d, err := s.Duplicates(context.Background(), "guid", 2); err != nil || d.Values != 0 || len(d.Examples) != 0 {
+		t.Errorf("CONCAT(team_id, '-', name): %+v, %v; want no duplicates", d, err)
+	}
+}
