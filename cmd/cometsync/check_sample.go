@@ -55,23 +55,32 @@ func checkSample(ctx context.Context, cols []string, mapper *mapping.Mapper, src
 	checkDuplicates(ctx, cols, src, sampled, len(rows), c)
 }
 
-// checkInvalid fails when most sampled rows are invalid for the same
-// reason: a mapping mistake, not bad rows.
+// checkInvalid fails when most sampled rows are invalid in the same field:
+// a mapping mistake, not bad rows. reasons counts the sampled rows by field
+// error.
 func checkInvalid(reasons map[mapping.FieldError]int, invalid, sampled int, c *checker) {
 	if invalid == 0 {
 		return
 	}
-	var top mapping.FieldError
-	n := 0
+	byField := map[string]int{}
+	example := map[string]mapping.FieldError{} // the field's most common error
 	for fe, k := range reasons {
-		if k > n || k == n && fe.Field+fe.Message < top.Field+top.Message {
-			top, n = fe, k
+		byField[fe.Field] += k
+		if ex, ok := example[fe.Field]; !ok || k > reasons[ex] || k == reasons[ex] && fe.Message < ex.Message {
+			example[fe.Field] = fe
 		}
 	}
-	if 2*n > sampled {
+	top := ""
+	for f, k := range byField {
+		if k > byField[top] || k == byField[top] && f < top {
+			top = f
+		}
+	}
+	if 2*byField[top] > sampled {
+		ex := example[top]
 		c.bad("source.query: %d of %d sampled rows are invalid for the same reason, %s: %s; a pass would record nearly every row "+
 			"as a row error and send none. Fix the column %s in source.query (e.g. CASE %s WHEN ... THEN ... END AS %s for a coded value)",
-			n, sampled, top.Field, top.Message, top.Field, top.Field, top.Field)
+			byField[top], sampled, ex.Field, ex.Message, top, top, top)
 		return
 	}
 	c.note("%d of %d sampled rows break CometChat's constraints; they are kept in the error store, the rest sync", invalid, sampled)

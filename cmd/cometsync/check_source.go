@@ -170,7 +170,7 @@ func checkIndex(ctx context.Context, cfg *config.Config, src *source.Source, upp
 			plan.Rows, cfg.Source.PageSize)
 	default:
 		c.warn("source: the keyset read is not in index order of (%s, %s): %s; each page of a pass reads and sorts about %s rows "+
-			"(EXPLAIN: type %s, key %s, %s; rows %d) to return %d, so a backfill costs pages × that; %s",
+			"(EXPLAIN: type %s, key %s, %s; rows %d) to return %d, so a first pass grows with the square of the table; %s",
 			cur.Column, cur.Tiebreaker, planProblem(plan), thousands(int(plan.Rows)), plan.Access, orNone(plan.Key), plan.Extra,
 			plan.Rows, cfg.Source.PageSize, indexAdvice(plan, cur))
 	}
