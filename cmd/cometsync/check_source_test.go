@@ -79,15 +79,18 @@ func TestCheckIntegerCursorUnit(t *testing.T) {
 	requireLines(t, "check of a millisecond cursor", r.stdout,
 		"ok    source.cursor: update_at is an integer cursor in milliseconds, detected from its largest value 17",
 		" UTC) (set source.cursor.integer_unit to fix it)", "ok    source: 30 rows to sync", "no row is after this pass's upper bound")
-	if r := e.once(0); !strings.Contains(r.stdout, "30 imported") {
-		t.Errorf("a pass does not import the 30 channels:\n%s", r.stdout)
-	}
+	// The pass reads all 30, and its checkpoint (the newest, c1) is shown
+	// with its time, by the pass and by status.
+	o := e.once(0)
+	requireLines(t, "the pass", o.stdout, "30 imported", " UTC), key c1\n")
+	st := e.run("status", "--config", e.cfg)
+	requireLines(t, "status", st.stdout, "cursor 17", " UTC), key c1\n")
 
 	e.useChannels(channelsQuery, "seconds")
 	r = e.checkRun(1)
 	requireLines(t, "check with integer_unit: seconds", r.stdout,
 		`FAIL  source.cursor.integer_unit: "seconds", but the cursor column "update_at" holds milliseconds`, "set integer_unit: milliseconds")
-	o := e.once(2)
+	o = e.once(2)
 	requireLines(t, "once with integer_unit: seconds", o.stderr, `source.cursor.integer_unit: "seconds", but the cursor column "update_at" holds milliseconds`)
 }
 
@@ -181,4 +184,19 @@ func TestCheckPlanOrder(t *testing.T) {
 	e.useChannels(channelsQuery, "")
 	r = e.checkRun(0)
 	requireLines(t, "check with the index", r.stdout, "ok    source: the keyset read uses the index idx_keyset of channels in (update_at, id) order, without sorting")
+}
+
+func TestReadableCheckpoint(t *testing.T) {
+	for _, tc := range []struct{ raw, unit, want string }{
+		{`{"cursor":{"kind":"int","value":"1733131200000"},"key":{"kind":"text","value":"c12"}}`, "",
+			"cursor 1733131200000 (2024-12-02 09:20:00 UTC), key c12"},
+		{`{"cursor":{"kind":"int","value":"1733131200"},"key":{"kind":"int","value":"7"}}`, "seconds",
+			"cursor 1733131200 (2024-12-02 09:20:00 UTC), key 7"},
+		{`{"cursor":{"kind":"text","value":"2024-12-02 09:20:00"},"key":{"kind":"int","value":"7"}}`, "", "cursor 2024-12-02 09:20:00, key 7"},
+		{`{"cursor":{"kind":"int","value":"5"},"key":{"kind":"none"}}`, "", "cursor 5 (rows after it)"},
+	} {
+		if got := readableCheckpoint([]byte(tc.raw), tc.unit); got != tc.want {
+			t.Errorf("readableCheckpoint(%s, %q) = %q, want %q", tc.raw, tc.unit, got, tc.want)
+		}
+	}
 }

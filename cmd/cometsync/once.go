@@ -211,7 +211,8 @@ func printReport(w io.Writer, rep syncer.Report, ok bool) {
 		rep.Failed(), rep.Invalid, rep.Rejected, rep.Parked)
 	cp := "none yet"
 	if rep.Checkpoint != nil {
-		cp = string(rep.Checkpoint)
+		// The unit is told from the magnitude, as the source detects it.
+		cp = readableCheckpoint(rep.Checkpoint, "")
 	}
 	fmt.Fprintf(w, "checkpoint: %s\n", cp)
 }

@@ -127,10 +127,15 @@ func (s *Source) edgeCursor(ctx context.Context, order string) (Value, error) {
 // Readable returns the value for people: an integer cursor in unit
 // ("seconds", "milliseconds" or "microseconds") with its UTC time beside
 // it, "1733131200000 (2024-12-02 09:20:00 UTC)"; anything else as String.
-// An integer whose time is outside the years 1 to 9999 is shown alone.
+// An integer whose time is outside the years 1 to 9999 is shown alone. An
+// empty unit is told from the value's magnitude (see DetectUnit), and an
+// integer it cannot tell is shown alone.
 func (v Value) Readable(unit string) string {
 	if v.Kind != KindInt {
 		return v.String()
+	}
+	if unit == "" {
+		unit, _ = DetectUnit(v.Int)
 	}
 	if t := epochTime(v.Int, unit); t != "" {
 		return strconv.FormatInt(v.Int, 10) + " (" + t + ")"

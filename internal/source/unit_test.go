@@ -175,6 +175,12 @@ func TestDetectUnitAndReadable(t *testing.T) {
 			}
 		}
 	}
+	if got := (Value{Kind: KindInt, Int: 1733131200000}).Readable(""); got != "1733131200000 (2024-12-02 09:20:00 UTC)" {
+		t.Errorf("Readable with the unit told from the magnitude = %q", got)
+	}
+	if got := (Value{Kind: KindInt, Int: 42}).Readable(""); got != "42" {
+		t.Errorf("Readable(42, no unit) = %q, want the integer alone", got)
+	}
 	if got := (Value{Kind: KindText, Text: "2024-05-01 10:00:00"}).Readable(UnitSeconds); got != "2024-05-01 10:00:00" {
 		t.Errorf("a date-time cursor is shown as %q", got)
 	}
