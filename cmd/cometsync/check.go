@@ -28,9 +28,13 @@ config, the connection to the source, the query's columns against the mapping, a
 sample of rows mapped to the objects that would be sent (with any row errors),
 the API key (with a harmless read: GET /groups), and the state file. Every
 problem is listed; the exit code is 0 when there is none, 1 otherwise (2 when
-the config itself cannot be read). Warnings (a pass works, but not as it
-should: rows with a NULL cursor it will never read, no index for its keyset
-reads, a state held by a running cometsync) do not change the exit code.
+the config itself cannot be read). Problems include what would make a pass
+silently wrong: most rows' cursor after the pass's upper bound (an integer
+unit or a time zone that is wrong), rows that map to one guid (DUPLICATE_KEY),
+and a mapping that fails most sampled rows in one field. Warnings (a pass
+works, but not as it should: rows with a NULL cursor it will never read, a
+keyset read not in index order of (cursor, tiebreaker), a state held by a
+running cometsync) do not change the exit code.
 Run it first against your real database.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
