@@ -164,6 +164,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	if err != nil {
 		return nil, usageErr(err)
 	}
+	// The integer cursor's unit, configured or detected from the data; a
+	// configured one the data contradicts stops here, as a config error.
+	unit, err := e.src.Unit(ctx)
+	if err != nil {
+		return nil, classifySourceErr(err)
+	}
 	var start *source.Value
 	if sc.Cursor.Start != "" {
 		kind, err := e.src.CursorKind(ctx)
@@ -191,20 +197,23 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	}, log.Named("cometchat"))
 	e.syncer = syncer.New(e.src, entities.Groups{Mapper: e.mapper, API: e.client}, e.client, e.store.Stream("groups"), syncer.Config{
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
-		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, sc.Cursor.IntegerUnit),
+		// unit.Unit is "seconds" where the old default was: a state synced
+		// with it keeps its fingerprint.
+		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, unit.Unit),
 		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
 		Lag:               sc.Cursor.Lag.Duration(),
-		IntegerUnit:       sc.Cursor.IntegerUnit,
+		IntegerUnit:       unit.Unit,
 		MaxInvalidPercent: sc.MaxInvalidPercent,
 	}, log.Named("syncer"), time.Now)
 	return e, nil
 }
 
-// classifySourceErr makes a column problem a config error and anything else
-// a failure.
+// classifySourceErr makes a column problem, or an integer unit the data
+// contradicts, a config error, and anything else a failure.
 func classifySourceErr(err error) error {
 	var ce *source.ColumnError
-	if errors.As(err, &ce) {
+	var ue *source.UnitError
+	if errors.As(err, &ce) || errors.As(err, &ue) {
 		return usageErr(err)
 	}
 	return failedErr(fmt.Errorf("source: %w", err))
@@ -224,7 +233,7 @@ func (e *engine) observePass(rep syncer.Report, runErr error) {
 	m.Rows(metrics.OutcomeDuplicate, rep.NewDuplicate)
 	m.Retries(metrics.RetryFailed, rep.Failed()-rep.NewFailed())
 	m.Retries(metrics.RetryCleared, rep.Cleared)
-	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag}
+	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag, Beyond: rep.Beyond}
 	if total, parked, err := e.store.Stream("groups").FailedRows(context.Background()); err == nil {
 		p.FailedRows, p.ParkedRows = total, parked
 	}

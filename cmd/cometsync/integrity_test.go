@@ -12,11 +12,11 @@ import (
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
-// channelsSchema is the shape of a real chat product's channels table: a
+// channelTableByName is the shape of a real chat product's channels table: a
 // name unique only per team, epoch-millisecond bigint timestamps, a raw
 // enum type, a soft-delete column with its own index and none on the
 // cursor.
-const channelsSchema = `
+const channelTableByName = `
 CREATE TABLE channels (
 	Id VARCHAR(26) PRIMARY KEY,
 	TeamId VARCHAR(26) NOT NULL,
@@ -30,17 +30,17 @@ CREATE TABLE channels (
 	KEY idx_channels_delete_at (DeleteAt)
 )`
 
-// channelsQuery maps channels by name: a guid that is unique per team only.
-const channelsQuery = `SELECT c.Id AS id, c.UpdateAt AS updated_at, c.Name AS guid, c.DisplayName AS name,
+// channelsByNameQuery maps channels by name: a guid that is unique per team only.
+const channelsByNameQuery = `SELECT c.Id AS id, c.UpdateAt AS updated_at, c.Name AS guid, c.DisplayName AS name,
        CASE c.Type WHEN 'O' THEN 'public' ELSE 'private' END AS type
 FROM channels c WHERE c.DeleteAt = 0`
 
 // newChannelsEnv is an env whose source is the channels table.
 func newChannelsEnv(t *testing.T) *env {
 	e := newEnv(t)
-	e.exec(channelsSchema)
+	e.exec(channelTableByName)
 	e.configure(func(o *cfgOpts) {
-		o.query = channelsQuery
+		o.query = channelsByNameQuery
 		o.cursorExtra = "    integer_unit: milliseconds\n"
 	})
 	return e
@@ -133,7 +133,7 @@ func TestTwoRowsMappingToOneGUIDAreNeverMerged(t *testing.T) {
 			// With a key unique per row, every channel arrives and the row
 			// errors clear.
 			e.configure(func(o *cfgOpts) {
-				o.query = strings.Replace(channelsQuery, "c.Name AS guid", "CONCAT(c.TeamId, '-', c.Name) AS guid", 1)
+				o.query = strings.Replace(channelsByNameQuery, "c.Name AS guid", "CONCAT(c.TeamId, '-', c.Name) AS guid", 1)
 			})
 			e.once(0, "--rescan")
 			for _, guid := range []string{"t2-town-square", "t3-town-square", "t2-off-topic", "t1-town-square"} {
@@ -166,7 +166,7 @@ func TestMostlyInvalidPassFailsAsAMappingMistake(t *testing.T) {
 	e := newChannelsEnv(t)
 	// The raw enum selected as type: every row is invalid.
 	e.configure(func(o *cfgOpts) {
-		o.query = strings.Replace(channelsQuery, "CASE c.Type WHEN 'O' THEN 'public' ELSE 'private' END AS type", "c.Type AS type", 1)
+		o.query = strings.Replace(channelsByNameQuery, "CASE c.Type WHEN 'O' THEN 'public' ELSE 'private' END AS type", "c.Type AS type", 1)
 	})
 	values := make([]string, 0, 150)
 	ms := time.Now().Add(-time.Hour).UnixMilli()
@@ -205,7 +205,7 @@ func TestMostlyInvalidPassFailsAsAMappingMistake(t *testing.T) {
 func TestAFewInvalidRowsDoNotFailThePass(t *testing.T) {
 	e := newChannelsEnv(t)
 	e.configure(func(o *cfgOpts) {
-		o.query = strings.Replace(channelsQuery, "CASE c.Type WHEN 'O' THEN 'public' ELSE 'private' END AS type", "c.Type AS type", 1)
+		o.query = strings.Replace(channelsByNameQuery, "CASE c.Type WHEN 'O' THEN 'public' ELSE 'private' END AS type", "c.Type AS type", 1)
 	})
 	// 99 invalid rows of 99: below the minimum, bad data rather than a
 	// mapping mistake.
@@ -319,5 +319,26 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPassThatCanReadNothingBeyondTheBoundFails(t *testing.T) {
+	e := newEnv(t)
+	// A DATETIME cursor written in a zone ahead of the database clock:
+	// every row is "in the future" and no pass would ever read it.
+	e.exec(`INSERT INTO chat_groups (guid, title, kind, updated_at) VALUES
+		('ahead-1', 'A', 'public', NOW(6) + INTERVAL 3 HOUR), ('ahead-2', 'B', 'public', NOW(6) + INTERVAL 3 HOUR)`)
+	r := e.once(1)
+	for _, want := range []string{"2 rows have a cursor after this pass's upper bound", "time_zone", "cometsync check"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("the pass does not say %q:\nstdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	// A few rows ahead of many behind is a normal busy table: counted, not
+	// a failure.
+	e.addGroups(5)
+	r = e.once(0)
+	if strings.Contains(r.stdout, "WARNING") {
+		t.Errorf("a pass with most rows readable warned:\n%s", r.stdout)
 	}
 }

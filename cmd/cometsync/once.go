@@ -117,6 +117,9 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 		cancel()
 	}
 	printReport(stdout, rep, runErr == nil)
+	if rep.MostlyBeyond {
+		fmt.Fprintf(stdout, "WARNING: %d rows have a cursor after this pass's upper bound and were not read: see the log, and run 'cometsync check'\n", rep.Beyond)
+	}
 	if rep.FingerprintChanged {
 		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --rescan' to send the groups whose object changed ('--resync' sends every group).")
 	}
@@ -147,6 +150,8 @@ func passFailure(cfg *config.Config, err error) error {
 			return failedErr(fmt.Errorf("CometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", pe.Err))
 		case syncer.StageState:
 			return failedErr(fmt.Errorf("the state file failed: %v. Check state.path %q (disk space, permissions)", pe.Err, cfg.State.Path))
+		case syncer.StageCursor:
+			return failedErr(fmt.Errorf("%v. Nothing was read; run 'cometsync check' to see the cursor's range", pe.Err))
 		case syncer.StageMapping:
 			return failedErr(fmt.Errorf("%v. The rows are in the error store ('cometsync errors'); fix source.query or the mapping "+
 				"(run 'cometsync check' to see sampled rows as they would be sent), and they are retried on the next pass. "+
@@ -216,7 +221,8 @@ func printReport(w io.Writer, rep syncer.Report, ok bool) {
 		rep.Failed(), rep.Invalid, rep.Rejected, rep.Duplicate, rep.NewFailed(), rep.Parked)
 	cp := "none yet"
 	if rep.Checkpoint != nil {
-		cp = string(rep.Checkpoint)
+		// The unit is told from the magnitude, as the source detects it.
+		cp = readableCheckpoint(rep.Checkpoint, "")
 	}
 	fmt.Fprintf(w, "checkpoint: %s\n", cp)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cometsync/cometsync/internal/config"
+	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
 )
 
@@ -23,6 +24,23 @@ type statusReport struct {
 	ResyncInProgress bool            `json:"resync_in_progress"`
 	RescanInProgress bool            `json:"rescan_in_progress"`
 	LastPass         json.RawMessage `json:"last_pass"`
+	// integerUnit is source.cursor.integer_unit, to show an integer
+	// checkpoint's time ("" tells it from the magnitude).
+	integerUnit string
+}
+
+// readableCheckpoint shows a checkpoint for people: its cursor (an integer
+// one with its UTC time beside it, in unit, "" to tell the unit from the
+// magnitude) and its key; the JSON as is when it is not a position.
+func readableCheckpoint(raw json.RawMessage, unit string) string {
+	var p source.Position
+	if err := json.Unmarshal(raw, &p); err != nil || p.Cursor.IsZero() {
+		return string(raw)
+	}
+	if p.Key.IsZero() {
+		return fmt.Sprintf("cursor %s (rows after it)", p.Cursor.Readable(unit))
+	}
+	return fmt.Sprintf("cursor %s, key %s", p.Cursor.Readable(unit), p.Key)
 }
 
 func newStatusCmd() *cobra.Command {
@@ -63,7 +81,7 @@ func openStateReadOnly(cfg *config.Config) (*state.Store, error) {
 }
 
 func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
-	rep := statusReport{StatePath: cfg.State.Path}
+	rep := statusReport{StatePath: cfg.State.Path, integerUnit: cfg.Source.Cursor.IntegerUnit}
 	st, err := openStateReadOnly(cfg)
 	if err != nil || st == nil {
 		return rep, err
@@ -100,7 +118,7 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 		cp = "none yet in this full pass (it reads from the beginning; what was delivered before is kept)"
 	}
 	if st.Checkpoint != nil {
-		cp = string(st.Checkpoint)
+		cp = readableCheckpoint(st.Checkpoint, st.integerUnit)
 	}
 	fmt.Fprintf(tw, "checkpoint:\t%s\n", cp)
 	fmt.Fprintf(tw, "failed rows:\t%d (%d parked)\n", st.FailedRows, st.ParkedRows)

@@ -58,8 +58,10 @@ type Cursor struct {
 	// Start is the optional first watermark: "" (from the beginning), an
 	// RFC 3339 time or an integer.
 	Start string `yaml:"start"`
-	// IntegerUnit is the unit of an integer Column, "seconds" or
-	// "milliseconds", so that Lag can be applied to it.
+	// IntegerUnit is the unit of an integer Column, "seconds",
+	// "milliseconds" or "microseconds", so that Lag can be applied to it.
+	// "" (the default) detects it from the data; a unit the data
+	// contradicts is refused when the source is opened.
 	IntegerUnit string `yaml:"integer_unit"`
 }
 
@@ -139,8 +141,7 @@ func Default() *Config {
 			PageSize:          1000,
 			MaxInvalidPercent: 50,
 			Cursor: Cursor{
-				Lag:         Duration(5 * time.Second),
-				IntegerUnit: "seconds",
+				Lag: Duration(5 * time.Second),
 			},
 		},
 		CometChat: CometChat{

@@ -85,10 +85,16 @@ func TestParseValid(t *testing.T) {
 			want := Default()
 			want.Source.DSN = "app:s3cret@tcp(db:3306)/chat"
 			want.Source.Query = "SELECT guid, name, type, updated_at, id FROM chat_groups"
-			want.Source.Cursor = Cursor{Column: "updated_at", Tiebreaker: "id", Lag: Duration(5 * time.Second), IntegerUnit: "seconds"}
+			want.Source.Cursor = Cursor{Column: "updated_at", Tiebreaker: "id", Lag: Duration(5 * time.Second)}
 			want.CometChat.AppID = "app1"
 			want.CometChat.APIKey = "sk-live-123"
 			return reflect.DeepEqual(c, want)
+		}},
+		{"integer_unit microseconds", edit("    tiebreaker: id\n", "    tiebreaker: id\n    integer_unit: microseconds\n"), func(c *Config) bool {
+			return c.Source.Cursor.IntegerUnit == "microseconds"
+		}},
+		{"integer_unit not set stays unset, to be detected", valid, func(c *Config) bool {
+			return c.Source.Cursor.IntegerUnit == ""
 		}},
 		{"query after comments", edit("  query: SELECT", "  query: |\n    -- groups\n    /* all */ # more\n    select"), func(c *Config) bool {
 			return strings.HasPrefix(c.Source.Query, "-- groups\n")
@@ -179,7 +185,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad start", edit("    tiebreaker: id\n", "    tiebreaker: id\n    start: yesterday\n"),
 			`config: source.cursor.start: "yesterday" is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer`, nil},
 		{"bad integer_unit", edit("    tiebreaker: id\n", "    tiebreaker: id\n    integer_unit: hours\n"),
-			`config: source.cursor.integer_unit: "hours" is not one of seconds, milliseconds`, nil},
+			`config: source.cursor.integer_unit: "hours" is not one of seconds, milliseconds, microseconds`, nil},
 		{"page_size 0", edit("cometchat:\n", "  page_size: 0\ncometchat:\n"),
 			"config: source.page_size: 0 is out of range (1..100000 rows a query)", nil},
 

@@ -201,7 +201,9 @@ func (c *Config) validateSource(p *problems) {
 			p.add(invalid("source.cursor.start", quote(s.Cursor.Start), "is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer"))
 		}
 	}
-	p.add(oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds"))
+	if s.Cursor.IntegerUnit != "" {
+		p.add(oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds", "microseconds"))
+	}
 	p.add(inRange("source.page_size", s.PageSize, 1, 100000, " rows a query"))
 	p.add(inRange("source.max_invalid_percent", s.MaxInvalidPercent, 1, 100, " (percent of the rows read; 100 never fails a pass)"))
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	failedRows      prometheus.Gauge
 	parkedRows      prometheus.Gauge
 	cursorLag       prometheus.Gauge
+	beyond          prometheus.Gauge
 }
 
 // Outcomes of rows, the values of cometsync_rows_total's outcome label. A
@@ -95,6 +96,10 @@ func New(version string, withProcess bool) *Metrics {
 			Name: "cometsync_parked_rows",
 			Help: "Rows in the error store that are parked: retried only when they change.",
 		}),
+		beyond: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_rows_beyond_upper_bound",
+			Help: "Rows whose cursor was after the last pass's upper bound (database clock - lag): read by a later pass; most of the table here means a cursor in the wrong unit or time zone.",
+		}),
 		cursorLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cometsync_cursor_lag_seconds",
 			Help: "How far the synced data lies behind the database clock (database clock minus what the checkpoint covers).",
@@ -106,7 +111,7 @@ func New(version string, withProcess bool) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.retries, m.requests, m.requestDuration,
-		m.failedRows, m.parkedRows, m.cursorLag, build)
+		m.failedRows, m.parkedRows, m.cursorLag, m.beyond, build)
 	if withProcess {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -153,6 +158,9 @@ type Pass struct {
 	CursorLag  time.Duration // negative when unknown
 	FailedRows int
 	ParkedRows int
+	// Beyond is the rows whose cursor was after the pass's upper bound;
+	// negative when not known.
+	Beyond int64
 }
 
 // ObservePass records the end of a pass.
@@ -169,6 +177,9 @@ func (m *Metrics) ObservePass(p Pass) {
 	}
 	m.failedRows.Set(float64(p.FailedRows))
 	m.parkedRows.Set(float64(p.ParkedRows))
+	if p.Beyond >= 0 {
+		m.beyond.Set(float64(p.Beyond))
+	}
 }
 
 // SetLastSuccess sets the last success time, e.g. from the state when a

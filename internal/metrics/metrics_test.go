@@ -72,6 +72,7 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 		{"cometsync_failed_rows", dto.MetricType_GAUGE, nil},
 		{"cometsync_parked_rows", dto.MetricType_GAUGE, nil},
 		{"cometsync_cursor_lag_seconds", dto.MetricType_GAUGE, nil},
+		{"cometsync_rows_beyond_upper_bound", dto.MetricType_GAUGE, nil},
 		{"cometsync_build_info", dto.MetricType_GAUGE, []string{"version"}},
 	}
 	checked := map[string]bool{}

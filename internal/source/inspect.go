@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -48,11 +50,59 @@ type PagePlan struct {
 	// database's rewrite of the query; "" when they are not plain columns
 	// of one table (or the database does not say).
 	BaseTable, CursorColumn, TiebreakerColumn string
+	// Rows is EXPLAIN's estimate of the rows read from Table for one page:
+	// the rows each page sorts when the plan is not in index order.
+	Rows int64
+	// Engine is BaseTable's storage engine, e.g. "InnoDB"; Indexes are its
+	// indexes by name ("PRIMARY" for the primary key), each its columns in
+	// order. Both are empty when BaseTable is.
+	Engine  string
+	Indexes map[string][]string
 }
 
 // FullScan reports whether every page would read the whole table (or the
 // whole query): no index serves the keyset.
 func (p PagePlan) FullScan() bool { return p.Materialized || p.Access == "ALL" }
+
+// Sorts reports whether the plan sorts the rows it reads (a filesort).
+func (p PagePlan) Sorts() bool { return strings.Contains(p.Extra, "filesort") }
+
+// InIndexOrder reports whether a page is read in the order of an index on
+// (cursor, tiebreaker), without sorting: the only plan whose cost follows
+// the page, not the table. An index on the cursor alone counts on InnoDB
+// when the tiebreaker is the primary key, which InnoDB appends to it.
+func (p PagePlan) InIndexOrder() bool {
+	return !p.Materialized && !p.Sorts() && p.Key != "" && p.keysetIndex(p.Indexes[p.Key])
+}
+
+// KeysetIndex returns the name of an index of BaseTable that serves the
+// keyset (see InIndexOrder), used or not; "" when it has none.
+func (p PagePlan) KeysetIndex() string {
+	names := make([]string, 0, len(p.Indexes))
+	for name := range p.Indexes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if p.keysetIndex(p.Indexes[name]) {
+			return name
+		}
+	}
+	return ""
+}
+
+// keysetIndex reports whether an index on cols is read in (cursor,
+// tiebreaker) order.
+func (p PagePlan) keysetIndex(cols []string) bool {
+	if p.CursorColumn == "" || len(cols) == 0 || !strings.EqualFold(cols[0], p.CursorColumn) {
+		return false
+	}
+	if len(cols) >= 2 {
+		return strings.EqualFold(cols[1], p.TiebreakerColumn)
+	}
+	pk := p.Indexes["PRIMARY"]
+	return strings.EqualFold(p.Engine, "InnoDB") && len(pk) == 1 && strings.EqualFold(pk[0], p.TiebreakerColumn)
+}
 
 // ExplainPage explains the query ReadPage runs (PageSQL(true)) for the page
 // after the position, up to upper. For MySQL and MariaDB only: other drivers
@@ -83,9 +133,10 @@ func (s *Source) ExplainPage(ctx context.Context, after Position, upper Value, l
 		return PagePlan{}, errors.New("explain: no plan")
 	}
 	var plan PagePlan
-	alias := ""
+	alias, schema := "", ""
 	if note, err := rewriteNote(ctx, conn); err == nil {
 		alias, plan.BaseTable, plan.CursorColumn, plan.TiebreakerColumn = orderByColumns(note)
+		schema = schemaOf(note, plan.BaseTable)
 	}
 	step := steps[0]
 	for _, st := range steps {
@@ -97,10 +148,57 @@ func (s *Source) ExplainPage(ctx context.Context, after Position, upper Value, l
 		}
 	}
 	plan.Table, plan.Access, plan.Key, plan.Extra = step["table"], step["type"], step["key"], step["Extra"]
+	plan.Rows, _ = strconv.ParseInt(step["rows"], 10, 64)
 	if plan.Materialized {
 		plan.BaseTable, plan.CursorColumn, plan.TiebreakerColumn = "", "", ""
 	}
+	if plan.BaseTable != "" {
+		if plan.Engine, plan.Indexes, err = tableIndexes(ctx, conn, schema, plan.BaseTable); err != nil {
+			return PagePlan{}, fmt.Errorf("explain: read the indexes of %s: %w", plan.BaseTable, err)
+		}
+	}
 	return plan, nil
+}
+
+// tableIndexes reads a table's engine and its indexes' columns, in
+// schema ("" for the current database).
+func tableIndexes(ctx context.Context, conn *sql.Conn, schema, table string) (string, map[string][]string, error) {
+	var engine sql.NullString
+	err := conn.QueryRowContext(ctx, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?",
+		schema, table).Scan(&engine)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", nil, err
+	}
+	rows, err := conn.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX`, schema, table)
+	if err != nil {
+		return "", nil, err
+	}
+	defer rows.Close()
+	indexes := map[string][]string{}
+	for rows.Next() {
+		var name string
+		var col sql.NullString // NULL for an index on an expression
+		if err := rows.Scan(&name, &col); err != nil {
+			return "", nil, err
+		}
+		indexes[name] = append(indexes[name], col.String)
+	}
+	return engine.String, indexes, rows.Err()
+}
+
+// schemaOf finds, in the rewritten query, the database that qualifies
+// table: `db`.`table`; "" when it is not named.
+func schemaOf(note, table string) string {
+	if table == "" {
+		return ""
+	}
+	for _, c := range identifierChains(note) {
+		if n := len(c.parts); n == 2 && c.parts[1] == table {
+			return c.parts[0]
+		}
+	}
+	return ""
 }
 
 // explainRows runs an EXPLAIN and returns its rows by column name (NULL is "").

@@ -37,7 +37,7 @@ const (
 	DriverSQLite = "sqlite" // SQLite, through modernc.org/sqlite
 )
 
-// The units Config.IntegerUnit names.
+// The units Config.IntegerUnit names (and UnitMicroseconds).
 const (
 	UnitSeconds      = "seconds"
 	UnitMilliseconds = "milliseconds"
@@ -72,8 +72,9 @@ type Config struct {
 	// than the database clock minus Lag are left for a later pass. It must
 	// be longer than the longest write transaction (plus replica lag).
 	Lag time.Duration
-	// IntegerUnit is the unit of an integer cursor, "seconds" (the default)
-	// or "milliseconds"; it converts Lag.
+	// IntegerUnit is the unit of an integer cursor, "seconds",
+	// "milliseconds" or "microseconds"; it converts Lag. "" detects it from
+	// the data (see Unit); a unit the data contradicts is refused.
 	IntegerUnit string
 	// ConnectTimeout bounds how long Open retries a database it cannot
 	// reach; 0 means 15 s, negative means a single try.
@@ -111,7 +112,8 @@ type Source struct {
 	columns string // the select list
 
 	mu   sync.Mutex
-	kind Kind // the cursor's kind, once CursorKind has run
+	kind Kind        // the cursor's kind, once CursorKind has run
+	unit *UnitChoice // the integer unit, once Unit has run
 }
 
 // Open opens the database, checks that it answers, and returns a Source
@@ -221,8 +223,8 @@ func (c Config) validate() error {
 		return errors.New("source.cursor.tiebreaker: empty")
 	case c.Lag < 0:
 		return fmt.Errorf("source.cursor.lag: %s is negative", c.Lag)
-	case c.IntegerUnit != "" && c.IntegerUnit != UnitSeconds && c.IntegerUnit != UnitMilliseconds:
-		return fmt.Errorf("source.cursor.integer_unit: %q is not a unit (want %q or %q)", c.IntegerUnit, UnitSeconds, UnitMilliseconds)
+	case c.IntegerUnit != "" && perSecond[c.IntegerUnit] == 0:
+		return fmt.Errorf("source.cursor.integer_unit: %q is not a unit (want %q, %q or %q)", c.IntegerUnit, UnitSeconds, UnitMilliseconds, UnitMicroseconds)
 	}
 	return nil
 }
@@ -404,9 +406,10 @@ func (s *Source) sqliteCursorKind(ctx context.Context, declType string) (Kind, e
 // pass's fixed upper bound, to be taken once per pass and given to every
 // ReadPage and Count of that pass. MariaDB: NOW(6) minus Lag for a date-time
 // cursor, as the driver reads it; for an integer cursor, UTC_TIMESTAMP(6) as
-// unix time minus Lag, in IntegerUnit, rounded down. SQLite: UTC
-// 'YYYY-MM-DD HH:MM:SS.SSS' text, or unix time in IntegerUnit. (SQLite's
-// clock is this process's clock.)
+// unix time minus Lag, in the unit Unit decides, rounded down. SQLite: UTC
+// 'YYYY-MM-DD HH:MM:SS.SSS' text, or unix time in that unit. (SQLite's
+// clock is this process's clock.) A configured unit the data contradicts is
+// a *UnitError.
 func (s *Source) UpperBound(ctx context.Context) (Value, error) {
 	kind, err := s.CursorKind(ctx)
 	if err != nil {
@@ -419,15 +422,15 @@ func (s *Source) UpperBound(ctx context.Context) (Value, error) {
 		if s.cfg.Driver == DriverSQLite {
 			q = "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
 		}
+		unit, err := s.Unit(ctx)
+		if err != nil {
+			return Value{}, err
+		}
 		var nowMicros int64
 		if err := s.db.GetContext(ctx, &nowMicros, q); err != nil {
 			return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
 		}
-		unit := int64(1_000_000)
-		if s.cfg.IntegerUnit == UnitMilliseconds {
-			unit = 1_000
-		}
-		return Value{Kind: KindInt, Int: floorDiv(nowMicros-lagMicros, unit)}, nil
+		return Value{Kind: KindInt, Int: floorDiv(nowMicros-lagMicros, 1_000_000/perSecond[unit.Unit])}, nil
 	}
 
 	var (

@@ -272,15 +272,16 @@ func ParseStart(s string, intCursor bool) (Value, error) {
 
 // Behind is how far the cursor value from lies before to, both as read
 // from the database (the checkpoint and the clock): a duration for date-time
-// cursors, and for integer cursors the difference in unit ("seconds" or
-// "milliseconds"). ok is false when the two cannot be compared.
+// cursors, and for integer cursors the difference in unit ("seconds",
+// "milliseconds" or "microseconds"; anything else is read as seconds). ok
+// is false when the two cannot be compared.
 func Behind(from, to Value, unit string) (d time.Duration, ok bool) {
 	if from.Kind == KindInt && to.Kind == KindInt {
-		diff := to.Int - from.Int
-		if unit == UnitMilliseconds {
-			return time.Duration(diff) * time.Millisecond, true
+		per, known := perSecond[unit]
+		if !known {
+			per = 1
 		}
-		return time.Duration(diff) * time.Second, true
+		return time.Duration(to.Int-from.Int) * (time.Second / time.Duration(per)), true
 	}
 	f, ok1 := from.asTime()
 	t, ok2 := to.asTime()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cometsync/cometsync/internal/source"
 )
 
 // Report is what a pass did. A pass that failed partway returns the
@@ -18,6 +20,11 @@ type Report struct {
 	Invalid   int `json:"invalid"`   // broke CometChat's constraints: not sent
 	Rejected  int `json:"rejected"`  // refused by the API for this row
 	Duplicate int `json:"duplicate"` // mapped to a guid another row owns: not sent
+	// Beyond counts the rows whose cursor is after the pass's upper bound
+	// (read only by later passes); MostlyBeyond is set when they are most
+	// of the table, which no later pass fixes.
+	Beyond       int64 `json:"beyond_upper_bound"`
+	MostlyBeyond bool  `json:"mostly_beyond_upper_bound,omitempty"`
 	// NewInvalid, NewRejected and NewDuplicate count the failed rows that
 	// were not in the error store before this pass: each row error is
 	// counted once there, its retries are not.
@@ -81,7 +88,29 @@ const (
 	// StageMapping is a pass that completed, every row recorded, in which
 	// most rows were invalid: see InvalidRowsError.
 	StageMapping Stage = "mapping"
+	// StageCursor is a pass that read nothing while most rows lie beyond
+	// its upper bound: see BeyondBoundError.
+	StageCursor Stage = "cursor"
 )
+
+// BeyondBoundError says that all or most rows have a cursor after the
+// pass's upper bound (database clock - lag), so no pass ever reads them.
+type BeyondBoundError struct {
+	Range source.CursorRange
+	Unit  string // the integer cursor's unit in use ("" for date-times)
+}
+
+func (e *BeyondBoundError) Error() string {
+	r := e.Range
+	cause := "the cursor column holds future times: a DATETIME in another time zone than the database clock " +
+		"(set time_zone in source.dsn), or rows stamped ahead"
+	if r.Upper.Kind == source.KindInt {
+		cause = fmt.Sprintf("an integer cursor in another unit than %s: set source.cursor.integer_unit (seconds, milliseconds or microseconds), "+
+			"or leave it out to detect the unit from the data", e.Unit)
+	}
+	return fmt.Sprintf("%d rows have a cursor after this pass's upper bound %s (database clock - lag), more than the rows up to it, "+
+		"and are never read (largest cursor %s); likely cause: %s", r.Beyond, r.Upper.Readable(e.Unit), r.Max.Readable(e.Unit), cause)
+}
 
 // InvalidRowsError is a pass in which most rows read by the cursor were
 // invalid, too many for bad data: the query or the mapping is likely wrong

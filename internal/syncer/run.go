@@ -72,6 +72,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	if err != nil {
 		return fail(StageSource, err)
 	}
+	beyond := s.checkRange(ctx, upper, &rep)
 	// until is the upper bound of the last pass that completed, for the
 	// cursor lag of this one if it does not.
 	var until *source.Value
@@ -171,7 +172,41 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		s.log.Error("most rows of this pass are invalid: check the query and the mapping", zap.Error(ie))
 		return rep, &PassError{Stage: StageMapping, Err: ie}
 	}
+	if beyond != nil && p.cursorRead == 0 {
+		// Nothing read, and most of the table is out of reach: a pass
+		// that "succeeds" like this would do so forever.
+		return rep, &PassError{Stage: StageCursor, Err: beyond}
+	}
 	return rep, nil
+}
+
+// rangeChecker is what a Source offers to compare its cursor values with a
+// pass's upper bound (source.Source.CursorRange).
+type rangeChecker interface {
+	CursorRange(ctx context.Context, upper source.Value) (source.CursorRange, error)
+}
+
+// checkRange counts the rows whose cursor lies beyond the pass's upper
+// bound, which the pass never reads, into rep, and returns a
+// *BeyondBoundError when they are all or most of the table.
+func (s *Syncer) checkRange(ctx context.Context, upper source.Value, rep *Report) *BeyondBoundError {
+	rc, ok := s.src.(rangeChecker)
+	if !ok {
+		return nil
+	}
+	r, err := rc.CursorRange(ctx, upper)
+	if err != nil {
+		s.log.Warn("could not compare the cursor's values with the upper bound", zap.Error(err))
+		return nil
+	}
+	rep.Beyond = r.Beyond
+	if !r.MostlyBeyond() {
+		return nil
+	}
+	be := &BeyondBoundError{Range: r, Unit: s.cfg.IntegerUnit}
+	rep.MostlyBeyond = true
+	s.log.Error("most rows are beyond this pass's upper bound and are never read", zap.Error(be))
+	return be
 }
 
 // beginBulkLoad starts the bulk load of a first backfill (see
