@@ -89,6 +89,32 @@ func statePathError(path string, err error) error {
 		path, strings.TrimPrefix(err.Error(), "state: "))
 }
 
+// groupsStream is the groups stream's settings: the only stream this
+// build wires (openEngine refuses the others rather than ignore them).
+func groupsStream(cfg *config.Config) *config.Stream {
+	if cfg.Groups == nil {
+		return &config.Stream{}
+	}
+	return cfg.Groups
+}
+
+// unwiredStreams refuses a config with users or members: this build syncs
+// the groups stream only, and a stream silently ignored would be a sync
+// that reports success having sent nothing of it.
+func unwiredStreams(cfg *config.Config) error {
+	var names []string
+	for _, st := range cfg.Streams() {
+		if st.Name != config.StreamGroups {
+			names = append(names, st.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return usageErr(fmt.Errorf("config: %s: this build syncs the groups stream only; the users and members streams "+
+		"are not wired into a pass yet, so they are refused rather than ignored", strings.Join(names, ", ")))
+}
+
 // engine is every part a pass needs, wired together.
 type engine struct {
 	cfg    *config.Config
@@ -122,6 +148,9 @@ func (e *engine) Close() {
 // A dry run opens the state read-only (no lock, no writes), or a throwaway
 // one when there is no state yet.
 func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool, m *metrics.Metrics) (_ *engine, err error) {
+	if err := unwiredStreams(cfg); err != nil {
+		return nil, err
+	}
 	e := &engine{cfg: cfg, log: log, metrics: m}
 	defer func() {
 		if err != nil {
@@ -147,11 +176,11 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 			m.SetLastSuccess(last)
 		}
 	}
-	sc := cfg.Source
+	sc, gs := cfg.Source, groupsStream(cfg)
 	e.src, err = source.Open(ctx, source.Config{
-		Driver: sc.Driver, DSN: sc.DSN, Query: sc.Query,
-		Cursor: sc.Cursor.Column, Tiebreaker: sc.Cursor.Tiebreaker,
-		Lag: sc.Cursor.Lag.Duration(), IntegerUnit: sc.Cursor.IntegerUnit,
+		Driver: sc.Driver, DSN: sc.DSN, Query: gs.Query,
+		Cursor: gs.Cursor.Column, Tiebreaker: gs.Cursor.Tiebreaker,
+		Lag: gs.Cursor.Lag.Duration(), IntegerUnit: gs.Cursor.IntegerUnit,
 	}, log.Named("source"))
 	if err != nil {
 		return nil, failedErr(fmt.Errorf("source: %w (check source.dsn and that the database is reachable)", err))
@@ -160,7 +189,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 	if err != nil {
 		return nil, classifySourceErr(err)
 	}
-	e.mapper, err = mapping.New(cols, sc.Cursor.Column, sc.Cursor.Tiebreaker, time.UTC)
+	e.mapper, err = mapping.New(cols, gs.Cursor.Column, gs.Cursor.Tiebreaker, time.UTC)
 	if err != nil {
 		return nil, usageErr(err)
 	}
@@ -171,12 +200,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		return nil, classifySourceErr(err)
 	}
 	var start *source.Value
-	if sc.Cursor.Start != "" {
+	if gs.Cursor.Start != "" {
 		kind, err := e.src.CursorKind(ctx)
 		if err != nil {
 			return nil, classifySourceErr(err)
 		}
-		v, err := source.ParseStart(sc.Cursor.Start, kind == source.KindInt)
+		v, err := source.ParseStart(gs.Cursor.Start, kind == source.KindInt)
 		if err != nil {
 			return nil, usageErr(fmt.Errorf("config: source.cursor.start: %w", err))
 		}
@@ -199,9 +228,9 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
 		// unit.Unit is "seconds" where the old default was: a state synced
 		// with it keeps its fingerprint.
-		Fingerprint:       e.mapper.Fingerprint(sc.Query, sc.Cursor.Column, sc.Cursor.Tiebreaker, unit.Unit),
+		Fingerprint:       e.mapper.Fingerprint(gs.Query, gs.Cursor.Column, gs.Cursor.Tiebreaker, unit.Unit),
 		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
-		Lag:               sc.Cursor.Lag.Duration(),
+		Lag:               gs.Cursor.Lag.Duration(),
 		IntegerUnit:       unit.Unit,
 		MaxInvalidPercent: sc.MaxInvalidPercent,
 	}, log.Named("syncer"), time.Now)

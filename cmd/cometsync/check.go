@@ -79,12 +79,12 @@ func (c *checker) line(prefix, format string, args ...any) {
 // runCheck prints one line per check and returns the counts.
 func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample int, w io.Writer) *checker {
 	c := &checker{w: w}
-	sc := cfg.Source
+	sc, gs := cfg.Source, groupsStream(cfg)
 	c.ok("config: valid (source %s %s; CometChat %s)", sc.Driver, config.RedactDSN(sc.Driver, sc.DSN), cfg.RedactedAPIBaseURL())
 
 	src, err := source.Open(ctx, source.Config{
-		Driver: sc.Driver, DSN: sc.DSN, Query: sc.Query, Cursor: sc.Cursor.Column, Tiebreaker: sc.Cursor.Tiebreaker,
-		Lag: sc.Cursor.Lag.Duration(), IntegerUnit: sc.Cursor.IntegerUnit, ConnectTimeout: 5 * time.Second,
+		Driver: sc.Driver, DSN: sc.DSN, Query: gs.Query, Cursor: gs.Cursor.Column, Tiebreaker: gs.Cursor.Tiebreaker,
+		Lag: gs.Cursor.Lag.Duration(), IntegerUnit: gs.Cursor.IntegerUnit, ConnectTimeout: 5 * time.Second,
 	}, log.Named("source"))
 	if err != nil {
 		c.bad("source: %v (check source.dsn and that the database is reachable from here)", err)

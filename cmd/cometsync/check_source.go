@@ -16,13 +16,13 @@ import (
 // its range against the upper bound, its NULLs), the keyset's index, and
 // maps a sample.
 func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sample int, c *checker) {
-	sc := cfg.Source
+	gs := groupsStream(cfg)
 	cols, err := src.Columns(ctx)
 	if err != nil {
 		c.bad("source.query: %v", err)
 		return
 	}
-	mapper, err := mapping.New(cols, sc.Cursor.Column, sc.Cursor.Tiebreaker, time.UTC)
+	mapper, err := mapping.New(cols, gs.Cursor.Column, gs.Cursor.Tiebreaker, time.UTC)
 	if err != nil {
 		c.bad("%v", err)
 		return
@@ -40,9 +40,9 @@ func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sam
 	checkRange(ctx, cfg, src, upper, unit, c)
 	switch n, err := src.NullCursors(ctx); {
 	case err != nil:
-		c.warn("source: could not count the rows whose %s is NULL: %v", sc.Cursor.Column, err)
+		c.warn("source: could not count the rows whose %s is NULL: %v", gs.Cursor.Column, err)
 	case n > 0:
-		col := sc.Cursor.Column
+		col := gs.Cursor.Column
 		c.warn("source: %d row(s) have a NULL %s: a pass never reads them (NULL is not after any checkpoint), so they are never synced "+
 			"until %s has a value: set it in the table (and make the column NOT NULL), or select e.g. "+
 			"COALESCE(%s, <another column that is never NULL>) AS %s in source.query (which the index cannot serve)", n, col, col, col, col)
@@ -59,7 +59,7 @@ func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sam
 // checkCursor prints the cursor's kind, its unit when it is an integer, and
 // the pass's upper bound; ok is false when a pass cannot start.
 func checkCursor(ctx context.Context, cfg *config.Config, src *source.Source, c *checker) (upper source.Value, unit string, ok bool) {
-	cur := cfg.Source.Cursor
+	cur := groupsStream(cfg).Cursor
 	kind, err := src.CursorKind(ctx)
 	if err != nil {
 		c.bad("%v", err)
@@ -104,7 +104,7 @@ func checkCursor(ctx context.Context, cfg *config.Config, src *source.Source, c 
 // most rows are beyond the pass's upper bound: a pass would read none of
 // them, with no error.
 func checkRange(ctx context.Context, cfg *config.Config, src *source.Source, upper source.Value, unit string, c *checker) {
-	cur := cfg.Source.Cursor
+	cur := groupsStream(cfg).Cursor
 	r, err := src.CursorRange(ctx, upper)
 	switch {
 	case err != nil:
@@ -145,7 +145,7 @@ func beyondCause(upper source.Value, unit string) string {
 // on (cursor, tiebreaker): anything else reads, and sorts, more than the
 // page on every page.
 func checkIndex(ctx context.Context, cfg *config.Config, src *source.Source, upper source.Value, rows []source.Row, c *checker) {
-	cur := cfg.Source.Cursor
+	cur := groupsStream(cfg).Cursor
 	if len(rows) == 0 {
 		c.note("source: the query has no rows yet, so its index on (%s, %s) was not checked", cur.Column, cur.Tiebreaker)
 		return

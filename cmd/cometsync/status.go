@@ -81,7 +81,7 @@ func openStateReadOnly(cfg *config.Config) (*state.Store, error) {
 }
 
 func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
-	rep := statusReport{StatePath: cfg.State.Path, integerUnit: cfg.Source.Cursor.IntegerUnit}
+	rep := statusReport{StatePath: cfg.State.Path, integerUnit: groupsStream(cfg).Cursor.IntegerUnit}
 	st, err := openStateReadOnly(cfg)
 	if err != nil || st == nil {
 		return rep, err

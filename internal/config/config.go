@@ -26,6 +26,61 @@ type Config struct {
 	HTTP            HTTP      `yaml:"http"`
 	Log             Log       `yaml:"log"`
 	Metrics         Metrics   `yaml:"metrics"`
+
+	// Users, Groups and Members are the streams, each optional (at least
+	// one is there). source.query and source.cursor, the form of earlier
+	// releases, mean the groups stream.
+	Users   *Stream `yaml:"users,omitempty"`
+	Groups  *Stream `yaml:"groups,omitempty"`
+	Members *Stream `yaml:"members,omitempty"`
+
+	// legacyGroups is set when the groups stream came from source.query.
+	legacyGroups bool
+}
+
+// Stream is one stream's query and keyset: the rows of one entity.
+type Stream struct {
+	// Query is the user's SELECT; its column names are the mapping.
+	Query  string `yaml:"query"`
+	Cursor Cursor `yaml:"cursor"`
+	// Via is how members are added: "import" (POST /data_import/members,
+	// the default) or "rest" (POST /groups/{guid}/members). Members only.
+	Via string `yaml:"via,omitempty"`
+}
+
+// The names of the streams, in the order a pass runs them: a member needs
+// its user and its group.
+const (
+	StreamUsers   = "users"
+	StreamGroups  = "groups"
+	StreamMembers = "members"
+)
+
+// NamedStream is a configured stream with its name and the config key its
+// settings sit under ("users", "groups", or "source" for the groups stream
+// of the earlier form).
+type NamedStream struct {
+	Name, Key string
+	*Stream
+}
+
+// Streams returns the configured streams in pass order.
+func (c *Config) Streams() []NamedStream {
+	var out []NamedStream
+	for _, st := range []struct {
+		name string
+		s    *Stream
+	}{{StreamUsers, c.Users}, {StreamGroups, c.Groups}, {StreamMembers, c.Members}} {
+		if st.s == nil {
+			continue
+		}
+		key := st.name
+		if st.name == StreamGroups && c.legacyGroups {
+			key = "source"
+		}
+		out = append(out, NamedStream{Name: st.name, Key: key, Stream: st.s})
+	}
+	return out
 }
 
 // Source is the SQL database and the query whose rows are the groups.
@@ -144,6 +199,11 @@ func Default() *Config {
 				Lag: Duration(5 * time.Second),
 			},
 		},
+		// Each stream section starts from these; settleStreams drops those
+		// the file does not have.
+		Users:   &Stream{Cursor: Cursor{Lag: Duration(5 * time.Second)}},
+		Groups:  &Stream{Cursor: Cursor{Lag: Duration(5 * time.Second)}},
+		Members: &Stream{Cursor: Cursor{Lag: Duration(5 * time.Second)}, Via: "import"},
 		CometChat: CometChat{
 			Region:      "us",
 			BatchSize:   50,
@@ -202,10 +262,46 @@ func parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if err := cfg.settleStreams(topKeys(&root)); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// topKeys lists the top-level keys of a YAML document.
+func topKeys(root *yaml.Node) map[string]bool {
+	keys := map[string]bool{}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 && root.Content[0].Kind == yaml.MappingNode {
+		m := root.Content[0]
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			keys[m.Content[i].Value] = true
+		}
+	}
+	return keys
+}
+
+// settleStreams drops the stream sections the file does not have (Default
+// prepared each with its defaults) and turns source.query and
+// source.cursor into the groups stream.
+func (c *Config) settleStreams(present map[string]bool) error {
+	for name, s := range map[string]**Stream{StreamUsers: &c.Users, StreamGroups: &c.Groups, StreamMembers: &c.Members} {
+		if !present[name] {
+			*s = nil
+		}
+	}
+	legacy := strings.TrimSpace(c.Source.Query) != "" || c.Source.Cursor.Column != "" || c.Source.Cursor.Tiebreaker != ""
+	switch {
+	case legacy && c.Groups != nil:
+		return invalid("groups", "", "and source.query/source.cursor both define the groups stream: keep one "+
+			"(move source.query and source.cursor under groups: as query and cursor)")
+	case legacy:
+		c.Groups = &Stream{Query: c.Source.Query, Cursor: c.Source.Cursor}
+		c.legacyGroups = true
+	}
+	return nil
 }
 
 // expand replaces ${NAME} with getenv(NAME), as os.Expand does (an unset
@@ -346,7 +442,7 @@ func checkMerge(v *yaml.Node, t reflect.Type, path string, found *problems) {
 func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if yamlKey(f) == key {
+		if f.IsExported() && yamlKey(f) == key {
 			return f, true
 		}
 	}
@@ -361,7 +457,9 @@ func yamlKey(f reflect.StructField) string {
 func knownKeys(t reflect.Type) string {
 	keys := make([]string, 0, t.NumField())
 	for i := range t.NumField() {
-		keys = append(keys, yamlKey(t.Field(i)))
+		if t.Field(i).IsExported() {
+			keys = append(keys, yamlKey(t.Field(i)))
+		}
 	}
 	return strings.Join(keys, ", ")
 }

@@ -33,6 +33,7 @@ func TestLoadExample(t *testing.T) {
 	want.Source.Cursor.Tiebreaker = "id"
 	want.CometChat.AppID = "12345abcde"
 	want.CometChat.APIKey = "sk-live-123"
+	legacyGroups(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example config:\n got %+v\nwant %+v", got, want)
 	}
@@ -88,6 +89,7 @@ func TestParseValid(t *testing.T) {
 			want.Source.Cursor = Cursor{Column: "updated_at", Tiebreaker: "id", Lag: Duration(5 * time.Second)}
 			want.CometChat.AppID = "app1"
 			want.CometChat.APIKey = "sk-live-123"
+			legacyGroups(want)
 			return reflect.DeepEqual(c, want)
 		}},
 		{"integer_unit microseconds", edit("    tiebreaker: id\n", "    tiebreaker: id\n    integer_unit: microseconds\n"), func(c *Config) bool {
@@ -143,7 +145,7 @@ func TestParseErrors(t *testing.T) {
 		value *string
 	}{
 		{"unknown top-level key", edit("", "sources: {}\n"),
-			"config: line 11: sources: unknown key (known at the top level: source, cometchat, state, schedule, shutdown_timeout, http, log, metrics)", nil},
+			"config: line 11: sources: unknown key (known at the top level: source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, users, groups, members)", nil},
 		{"unknown nested key", edit("    tiebreaker: id\n", "    tiebreaker: id\n    lagg: 5s\n"),
 			"config: line 8: source.cursor.lagg: unknown key (known under source.cursor: column, tiebreaker, lag, start, integer_unit)", nil},
 		{"unknown deeply nested key", edit("", "  retry:\n    max_attempt: 3\n"),
@@ -159,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 		{"section as a value", edit("", "state: here\n"),
 			`config: line 11: state: must be a mapping with the keys path, park_after, got "here"`, nil},
 		{"not a mapping at all", "hello\n",
-			`config: line 1: (top level): must be a mapping with the keys source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, got "hello"`, nil},
+			`config: line 1: (top level): must be a mapping with the keys source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, users, groups, members, got "hello"`, nil},
 
 		{"bad driver", edit("  driver: mysql", "  driver: postgres"),
 			`config: source.driver: "postgres" is not one of mysql, sqlite`, nil},
@@ -458,6 +460,99 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			var first *ValidationError
 			if !errors.As(err, &first) || first.Key != tt.keys[0] {
 				t.Errorf("errors.As finds %v, want the first problem, %s", first, tt.keys[0])
+			}
+		})
+	}
+}
+
+// legacyGroups makes want what a config of the earlier form (source.query
+// and source.cursor) parses to: the groups stream only.
+func legacyGroups(want *Config) {
+	want.Users, want.Members = nil, nil
+	want.Groups = &Stream{Query: want.Source.Query, Cursor: want.Source.Cursor}
+	want.legacyGroups = true
+}
+
+const threeStreams = `source:
+  driver: mysql
+  dsn: app:s3cret@tcp(db:3306)/chat
+users:
+  query: SELECT id, updated_at, uid, display_name AS name FROM users
+  cursor: {column: updated_at, tiebreaker: id}
+groups:
+  query: SELECT id, updated_at, guid, title AS name, kind AS type FROM chat_groups
+  cursor: {column: updated_at, tiebreaker: id, lag: 2s}
+members:
+  query: SELECT m.id, m.updated_at, g.guid, m.user_uid AS uid FROM memberships m JOIN chat_groups g ON g.id = m.group_id
+  cursor: {column: updated_at, tiebreaker: id}
+  via: rest
+cometchat:
+  app_id: app1
+  api_key: sk-live-123
+`
+
+func TestParseStreams(t *testing.T) {
+	c, err := parse([]byte(threeStreams), noEnv)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	var names []string
+	for _, st := range c.Streams() {
+		names = append(names, st.Name+"@"+st.Key)
+	}
+	if got := strings.Join(names, " "); got != "users@users groups@groups members@members" {
+		t.Errorf("streams = %s, want users, groups, members in that order, each under its own key", got)
+	}
+	if c.Users.Cursor.Lag.Duration() != 5*time.Second || c.Groups.Cursor.Lag.Duration() != 2*time.Second {
+		t.Errorf("lags: users %s (want the default 5s), groups %s (want 2s)", c.Users.Cursor.Lag, c.Groups.Cursor.Lag)
+	}
+	if c.Members.Via != "rest" {
+		t.Errorf("members.via = %q, want rest", c.Members.Via)
+	}
+	// One stream alone is a config; via defaults to import.
+	only := strings.Replace(threeStreams, "  via: rest\n", "", 1)
+	only = only[:strings.Index(only, "users:")] + only[strings.Index(only, "members:"):]
+	c, err = parse([]byte(only), noEnv)
+	if err != nil {
+		t.Fatalf("parse members only: %v", err)
+	}
+	if st := c.Streams(); len(st) != 1 || st[0].Name != "members" || st[0].Via != "import" {
+		t.Errorf("members only: %+v, want one members stream via import", st)
+	}
+	// The earlier form is the groups stream, its keys named as written.
+	c, err = parse([]byte(valid), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Streams(); len(st) != 1 || st[0].Name != "groups" || st[0].Key != "source" || st[0].Cursor.Column != "updated_at" {
+		t.Errorf("source.query form: %+v, want the groups stream under source", st)
+	}
+}
+
+func TestParseStreamErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"both forms of the groups stream", threeStreams + "  \n", ""},
+		{"no stream", "source:\n  dsn: a:b@tcp(h:1)/d\ncometchat:\n  app_id: a\n  api_key: k\n",
+			"config: users: groups and members are all missing: configure at least one stream"},
+		{"bad via", strings.Replace(threeStreams, "via: rest", "via: carrier-pigeon", 1),
+			`config: members.via: "carrier-pigeon" is not one of import, rest`},
+		{"via on users", strings.Replace(threeStreams, "  cursor: {column: updated_at, tiebreaker: id}\ngroups:", "  cursor: {column: updated_at, tiebreaker: id}\n  via: rest\ngroups:", 1),
+			`config: users.via: "rest" is for members only`},
+		{"a stream's keys named", strings.Replace(threeStreams, "  cursor: {column: updated_at, tiebreaker: id}\n  via: rest", "  cursor: {tiebreaker: id}\n  via: rest", 1),
+			"config: members.cursor.column: is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == "" {
+				both := strings.Replace(threeStreams, "source:\n  driver: mysql\n", "source:\n  driver: mysql\n  query: SELECT 1\n  cursor: {column: a, tiebreaker: b}\n", 1)
+				_, err := parse([]byte(both), noEnv)
+				if err == nil || !strings.Contains(err.Error(), "groups") || !strings.Contains(err.Error(), "source.query") {
+					t.Errorf("both forms: %v, want an error naming groups and source.query", err)
+				}
+				return
+			}
+			_, err := parse([]byte(tc.yaml), noEnv)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant it to start with %s", err, tc.want)
 			}
 		})
 	}

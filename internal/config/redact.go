@@ -27,6 +27,9 @@ func (c *Config) Redacted() string {
 	r.Source.DSN = RedactDSN(c.Source.Driver, c.Source.DSN)
 	r.CometChat.BaseURL = redactURL(c.CometChat.BaseURL)
 	r.Metrics.Pushgateway = redactURL(c.Metrics.Pushgateway)
+	if c.legacyGroups {
+		r.Groups = nil // it is source.query and source.cursor
+	}
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

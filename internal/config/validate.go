@@ -180,32 +180,55 @@ func (c *Config) validateSource(p *problems) {
 			p.add(invalid("source.dsn", secret(s.DSN), fmt.Sprintf("is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (%v)", err)))
 		}
 	}
-	p.add(validateQuery(s.Query))
-	column, tiebreaker := strings.TrimSpace(s.Cursor.Column), strings.TrimSpace(s.Cursor.Tiebreaker)
-	if column == "" {
-		p.add(invalid("source.cursor.column", "", "is missing: name the query's DATETIME/TIMESTAMP or integer column that grows on every change, e.g. updated_at"))
+	streams := c.Streams()
+	if len(streams) == 0 {
+		p.add(invalid("users", "", "groups and members are all missing: configure at least one stream (a query and a cursor), "+
+			"e.g. groups: {query: ..., cursor: {column: updated_at, tiebreaker: id}}"))
 	}
-	switch {
-	case tiebreaker == "":
-		p.add(invalid("source.cursor.tiebreaker", "", "is missing: name a unique column of the query, e.g. the primary key id"))
-	case strings.EqualFold(tiebreaker, column):
-		p.add(invalid("source.cursor.tiebreaker", quote(s.Cursor.Tiebreaker), "is the same as source.cursor.column; use a unique column such as the primary key"))
-	}
-	if s.Cursor.Lag < 0 {
-		p.add(invalid("source.cursor.lag", s.Cursor.Lag.String(), "must not be negative"))
-	}
-	if start := strings.TrimSpace(s.Cursor.Start); start != "" {
-		_, timeErr := time.Parse(time.RFC3339, start)
-		_, intErr := strconv.ParseInt(start, 10, 64)
-		if timeErr != nil && intErr != nil {
-			p.add(invalid("source.cursor.start", quote(s.Cursor.Start), "is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer"))
-		}
-	}
-	if s.Cursor.IntegerUnit != "" {
-		p.add(oneOf("source.cursor.integer_unit", s.Cursor.IntegerUnit, "seconds", "milliseconds", "microseconds"))
+	for _, st := range streams {
+		validateStream(p, st)
 	}
 	p.add(inRange("source.page_size", s.PageSize, 1, 100000, " rows a query"))
 	p.add(inRange("source.max_invalid_percent", s.MaxInvalidPercent, 1, 100, " (percent of the rows read; 100 never fails a pass)"))
+}
+
+// validateStream checks one stream's query and cursor, naming its keys
+// under st.Key ("source" for the groups stream of the earlier form).
+func validateStream(p *problems, st NamedStream) {
+	key := func(k string) string { return st.Key + "." + k }
+	if ve := validateQuery(st.Query); ve != nil {
+		ve.Key = key("query")
+		p.add(ve)
+	}
+	column, tiebreaker := strings.TrimSpace(st.Cursor.Column), strings.TrimSpace(st.Cursor.Tiebreaker)
+	if column == "" {
+		p.add(invalid(key("cursor.column"), "", "is missing: name the query's DATETIME/TIMESTAMP or integer column that grows on every change, e.g. updated_at"))
+	}
+	switch {
+	case tiebreaker == "":
+		p.add(invalid(key("cursor.tiebreaker"), "", "is missing: name a unique column of the query, e.g. the primary key id"))
+	case strings.EqualFold(tiebreaker, column):
+		p.add(invalid(key("cursor.tiebreaker"), quote(st.Cursor.Tiebreaker), "is the same as "+key("cursor.column")+"; use a unique column such as the primary key"))
+	}
+	if st.Cursor.Lag < 0 {
+		p.add(invalid(key("cursor.lag"), st.Cursor.Lag.String(), "must not be negative"))
+	}
+	if start := strings.TrimSpace(st.Cursor.Start); start != "" {
+		_, timeErr := time.Parse(time.RFC3339, start)
+		_, intErr := strconv.ParseInt(start, 10, 64)
+		if timeErr != nil && intErr != nil {
+			p.add(invalid(key("cursor.start"), quote(st.Cursor.Start), "is not an RFC 3339 time (e.g. 2024-01-01T00:00:00Z) or an integer"))
+		}
+	}
+	if st.Cursor.IntegerUnit != "" {
+		p.add(oneOf(key("cursor.integer_unit"), st.Cursor.IntegerUnit, "seconds", "milliseconds", "microseconds"))
+	}
+	switch {
+	case st.Name == StreamMembers:
+		p.add(oneOf(key("via"), st.Via, "import", "rest"))
+	case st.Via != "":
+		p.add(invalid(key("via"), quote(st.Via), "is for members only (how members are added: import or rest)"))
+	}
 }
 
 // validateQuery wants a SELECT (or WITH … SELECT), after whitespace and
