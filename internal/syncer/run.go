@@ -180,6 +180,10 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	return rep, nil
 }
 
+// aheadMargin is how far past the database clock the newest cursor may be
+// (clock skew, a write in flight) before rows count as out of reach.
+const aheadMargin = time.Minute
+
 // rangeChecker is what a Source offers to compare its cursor values with a
 // pass's upper bound (source.Source.CursorRange).
 type rangeChecker interface {
@@ -200,7 +204,12 @@ func (s *Syncer) checkRange(ctx context.Context, upper source.Value, rep *Report
 		return nil
 	}
 	rep.Beyond = r.Beyond
+	// Rows within the lag (after the bound, not after the clock) are a
+	// normal young table; most rows past the clock itself are not.
 	if !r.MostlyBeyond() {
+		return nil
+	}
+	if d, ok := source.Behind(r.Max, upper, s.cfg.IntegerUnit); ok && -d <= s.cfg.Lag+aheadMargin {
 		return nil
 	}
 	be := &BeyondBoundError{Range: r, Unit: s.cfg.IntegerUnit}
