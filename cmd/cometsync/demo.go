@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 	"github.com/cometsync/cometsync/internal/config"
-	"github.com/cometsync/cometsync/internal/emulator"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
@@ -85,8 +85,8 @@ func runDemo(ctx context.Context, dir string, kept bool, out io.Writer) error {
 	// One group is refused once by the emulator, as a transient per-row
 	// error: the next pass retries it.
 	var refused atomic.Bool
-	emu := emulator.New(emulator.Config{APIKey: "demo-key"})
-	emu.SetFaults(emulator.Faults{RejectRow: func(guid string) (string, string, bool) {
+	emu := cometchattest.New(cometchattest.Config{APIKey: "demo-key"})
+	emu.SetFaults(cometchattest.Faults{RejectRow: func(guid string) (string, string, bool) {
 		if guid == "launch-room-7" && refused.CompareAndSwap(false, true) {
 			return "ERR_EXCEPTION", "temporary failure importing this group", true
 		}

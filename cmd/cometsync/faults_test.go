@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 	"github.com/cometsync/cometsync/internal/mariadbtest"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
@@ -158,7 +158,7 @@ func (e *env) assertAllDelivered() {
 func TestSIGTERMLetsInFlightFinishAndRecordsIt(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(600)
-	e.emu.SetFaults(emulator.Faults{Latency: 300 * time.Millisecond})
+	e.emu.SetFaults(cometchattest.Faults{Latency: 300 * time.Millisecond})
 	c := e.start("once", "--config", e.cfg)
 	e.waitImported(100)
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -175,7 +175,7 @@ func TestSIGTERMLetsInFlightFinishAndRecordsIt(t *testing.T) {
 	}
 	// Every batch that was in flight finished and was recorded: the next
 	// pass sends only what was never sent.
-	e.emu.SetFaults(emulator.Faults{})
+	e.emu.SetFaults(cometchattest.Faults{})
 	e.emu.ResetStats()
 	e.once(0)
 	if resent := e.emu.Stats().Requests["PUT group 200"]; resent != 0 {
@@ -221,7 +221,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	// checks the key at the start of the pass does not.
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the emulator's server closes
-	e.emu.SetFaults(emulator.Faults{RejectRow: func(string) (string, string, bool) { <-release; return "", "", false }})
+	e.emu.SetFaults(cometchattest.Faults{RejectRow: func(string) (string, string, bool) { <-release; return "", "", false }})
 	c := e.start("once", "--config", e.cfg)
 	eventually(t, 10*time.Second, func() string {
 		if e.emu.Stats().ImportRequests == 0 {
@@ -246,12 +246,12 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 func TestSIGKILLThenTheNextPassCompletes(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(3000)
-	e.emu.SetFaults(emulator.Faults{Latency: 40 * time.Millisecond})
+	e.emu.SetFaults(cometchattest.Faults{Latency: 40 * time.Millisecond})
 	c := e.start("once", "--config", e.cfg)
 	e.waitImported(1200)
 	_ = c.cmd.Process.Kill()
 	e.wait(c, 5*time.Second)
-	e.emu.SetFaults(emulator.Faults{})
+	e.emu.SetFaults(cometchattest.Faults{})
 	e.emu.ResetStats()
 	e.once(0)
 	// What the killed process had sent but not recorded is sent again (as
@@ -268,7 +268,7 @@ func TestSIGKILLThenTheNextPassCompletes(t *testing.T) {
 func TestSecondProcessOnTheSameStateExits(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(300)
-	e.emu.SetFaults(emulator.Faults{Latency: 200 * time.Millisecond})
+	e.emu.SetFaults(cometchattest.Faults{Latency: 200 * time.Millisecond})
 	first := e.start("once", "--config", e.cfg)
 	e.waitImported(50)
 	second := e.start("once", "--config", e.cfg)
@@ -288,7 +288,7 @@ func TestSourceDyingMidPass(t *testing.T) {
 	e.reader = strings.Replace(e.reader, fmt.Sprintf("127.0.0.1:%d", srv.Port()), proxy.Addr(), 1)
 	e.configure(func(o *cfgOpts) { o.pageSize = 50 })
 	e.addGroups(800)
-	e.emu.SetFaults(emulator.Faults{Latency: 100 * time.Millisecond})
+	e.emu.SetFaults(cometchattest.Faults{Latency: 100 * time.Millisecond})
 	c := e.start("once", "--config", e.cfg)
 	e.waitImported(200)
 	proxy.Break()
@@ -301,7 +301,7 @@ func TestSourceDyingMidPass(t *testing.T) {
 		t.Errorf("nothing acknowledged was recorded (%d imported)", imported)
 	}
 	proxy.Restore(t)
-	e.emu.SetFaults(emulator.Faults{})
+	e.emu.SetFaults(cometchattest.Faults{})
 	e.emu.ResetStats()
 	e.once(0)
 	if resent := e.emu.Stats().Requests["PUT group 200"]; resent > 0 {
@@ -330,7 +330,7 @@ func TestOutageEndsThePassInBoundedTime(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(120)
 	// The config's retry: 2 attempts, 10..50ms backoff (see writeConfig).
-	e.emu.SetFaults(emulator.Faults{Outage: true})
+	e.emu.SetFaults(cometchattest.Faults{Outage: true})
 	start := time.Now()
 	r := e.once(1)
 	if took := time.Since(start); took > 10*time.Second {
@@ -342,7 +342,7 @@ func TestOutageEndsThePassInBoundedTime(t *testing.T) {
 	if st := e.status(); !isNull(st.Checkpoint) || st.FailedRows != 0 {
 		t.Errorf("after an outage: checkpoint %s, %d rows in the error store; want none of either", st.Checkpoint, st.FailedRows)
 	}
-	e.emu.SetFaults(emulator.Faults{})
+	e.emu.SetFaults(cometchattest.Faults{})
 	e.once(0)
 	e.assertAllDelivered()
 }
@@ -362,7 +362,7 @@ func TestRateLimitAnswersAreWaitedOut(t *testing.T) {
 	e.addGroups(500)
 	// The client is told CometChat allows far more than it does: it finds
 	// out through 429s without Retry-After, and must slow down, not fail.
-	e.emu.SetFaults(emulator.Faults{ImportPerSecond: 4})
+	e.emu.SetFaults(cometchattest.Faults{ImportPerSecond: 4})
 	// The config's max_attempts is 2: a 429 must not use it up.
 	e.once(0)
 	if e.emu.Stats().TooManyRequests == 0 {
@@ -374,7 +374,7 @@ func TestRateLimitAnswersAreWaitedOut(t *testing.T) {
 func TestPartialImportsAreResentSafely(t *testing.T) {
 	e := newEnv(t)
 	e.addGroups(400)
-	e.emu.SetFaults(emulator.Faults{PartialImportRate: 0.5, Seed: 7})
+	e.emu.SetFaults(cometchattest.Faults{PartialImportRate: 0.5, Seed: 7})
 	for i := 0; i < 5; i++ {
 		if r := e.run("once", "--config", e.cfg); r.code == 0 {
 			break
@@ -402,7 +402,7 @@ func TestDeliveryUnderEveryFault(t *testing.T) {
 	if err := os.WriteFile(e.cfg, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	faults := emulator.Faults{Latency: 2 * time.Millisecond, ErrorRate: 0.08, ResetRate: 0.04, HangRate: 0.02,
+	faults := cometchattest.Faults{Latency: 2 * time.Millisecond, ErrorRate: 0.08, ResetRate: 0.04, HangRate: 0.02,
 		PartialImportRate: 0.08, ImportPerSecond: 20, OtherPerSecond: 400, RetryAfter: true, Seed: 42}
 	e.emu.SetFaults(faults)
 	passUntilDone := func() {

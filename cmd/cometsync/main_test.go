@@ -14,7 +14,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 	"github.com/cometsync/cometsync/internal/mariadbtest"
 	"github.com/cometsync/cometsync/internal/state"
 )
@@ -37,7 +37,7 @@ type env struct {
 	t      *testing.T
 	root   *sql.DB
 	reader string // the SELECT-only user's DSN
-	emu    *emulator.Emulator
+	emu    *cometchattest.Emulator
 	http   *httptest.Server
 	dir    string
 	cfg    string
@@ -74,7 +74,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, root: root, reader: srv.CreateReader(t, rootDSN), dir: t.TempDir()}
-	e.emu = emulator.New(emulator.Config{APIKey: testAPIKey})
+	e.emu = cometchattest.New(cometchattest.Config{APIKey: testAPIKey})
 	e.http = httptest.NewServer(e.emu)
 	t.Cleanup(e.http.Close)
 	e.cfg = filepath.Join(e.dir, "cometsync.yaml")

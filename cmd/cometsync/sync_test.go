@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 // insertShapes writes rows covering every column shape the mapping reads.
@@ -260,7 +260,7 @@ func TestTransientRejectionsRetriedOnTheNextPass(t *testing.T) {
 	e.exec(`INSERT INTO chat_groups (guid, title, kind, updated_at) VALUES ('flaky', 'Flaky', 'public', NOW(6) - INTERVAL 10 MINUTE)`)
 	var mu sync.Mutex
 	refusals := 0
-	e.emu.SetFaults(emulator.Faults{RejectRow: func(guid string) (string, string, bool) {
+	e.emu.SetFaults(cometchattest.Faults{RejectRow: func(guid string) (string, string, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		if guid == "flaky" && refusals < 2 {
@@ -402,7 +402,7 @@ func TestRescanSendsOnlyWhatChangedUnseen(t *testing.T) {
 func TestRescanThatCannotStartChangesNothing(t *testing.T) {
 	e := rescanWorld(t)
 	before := e.status().Checkpoint
-	e.emu.SetFaults(emulator.Faults{Outage: true})
+	e.emu.SetFaults(cometchattest.Faults{Outage: true})
 	e.once(1, "--rescan")
 	if st := e.status(); st.RescanInProgress || string(st.Checkpoint) != string(before) {
 		t.Errorf("after a rescan that could not start: %+v; want the checkpoint %s kept and no rescan in progress", st, before)
@@ -414,12 +414,12 @@ func TestRescanThatCannotStartChangesNothing(t *testing.T) {
 func TestInterruptedRescanIsCarriedOn(t *testing.T) {
 	e := rescanWorld(t)
 	// Writes fail once the pass is under way (the key check reads).
-	e.emu.SetFaults(emulator.Faults{WriteOutage: true})
+	e.emu.SetFaults(cometchattest.Faults{WriteOutage: true})
 	e.once(1, "--rescan")
 	if st := e.status(); !st.RescanInProgress {
 		t.Fatalf("status after a failed rescan: %+v, want rescan_in_progress", st)
 	}
-	e.emu.SetFaults(emulator.Faults{})
+	e.emu.SetFaults(cometchattest.Faults{})
 	e.emu.ResetStats()
 	e.once(0)
 	if st := e.emu.Stats(); st.Updates != 7 {

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 	"github.com/cometsync/cometsync/internal/entities"
 	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/mariadbtest"
@@ -168,7 +168,7 @@ func binary(tb testing.TB) string {
 // loopback by this process, a state directory and a config file.
 type world struct {
 	table  *table
-	emu    *emulator.Emulator
+	emu    *cometchattest.Emulator
 	http   *httptest.Server
 	dir    string
 	config string
@@ -179,7 +179,7 @@ type world struct {
 // benchmark ends (or, with shared, when the run ends).
 func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
 	tb.Helper()
-	w := &world{table: t, dir: dir, emu: emulator.New(emulator.Config{APIKey: apiKey})}
+	w := &world{table: t, dir: dir, emu: cometchattest.New(cometchattest.Config{APIKey: apiKey})}
 	w.http = httptest.NewServer(w.emu)
 	if shared {
 		sharedMu.Lock()

@@ -1,7 +1,24 @@
 // Package cometchat is the REST client for the parts of CometChat's API v3
-// that a group sync uses: data import, update, delete and a harmless read.
-// It owns everything that depends on how the API answers: the typed errors,
-// the retries, and the pacing that keeps requests under the rate limits.
+// that a sync of users, groups and memberships uses. It owns everything
+// that depends on how the API answers: the typed errors and their
+// classification (Exists, NotFound, ShapeRefused), the retries, and the
+// pacing that keeps requests under the rate limits.
+//
+// The calls, by entity:
+//
+//   - groups: Import (POST /data_import/groups), Update (PUT /groups/{guid}),
+//     Delete (DELETE /groups/{guid}), and Ping (GET /groups?perPage=1);
+//   - users: ImportUsers (POST /data_import/users), UpdateUser
+//     (PUT /users/{uid}), DeleteUser (DELETE /users/{uid}: deactivates,
+//     or erases with permanent), ReactivateUsers (PUT /users);
+//   - members: ImportMembers (POST /data_import/members, keeps joinedAt),
+//     AddMembers (POST /groups/{guid}/members, ≤ 25 uids a call, per-uid
+//     results), SetMemberScope (PUT /groups/{guid}/members/{uid}) and
+//     KickMember (DELETE /groups/{guid}/members/{uid}).
+//
+// Every data-import endpoint shares one pacer (ImportPerMinute: whether
+// CometChat counts them together is not documented, so they are paced as
+// one budget); every other call shares the other one (OtherPerMinute).
 package cometchat
 
 import (
@@ -24,9 +41,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
 )
-
-// MaxBatch is CometChat's limit of groups in one data-import request.
-const MaxBatch = 50
 
 // Config is what the client needs to reach one CometChat app.
 type Config struct {
@@ -105,194 +119,6 @@ func New(cfg Config, log *zap.Logger) *Client {
 		otherPace: newPacer(cfg.OtherPerMinute, max(1, int(cfg.OtherPerMinute/60))),
 		sleep:     sleepCtx,
 	}
-}
-
-// RowResult is CometChat's answer for one group of an import request.
-type RowResult struct {
-	OK      bool
-	Code    string // e.g. ERR_GUID_ALREADY_EXISTS when !OK
-	Message string
-}
-
-// Import sends up to MaxBatch groups to POST /data_import/groups and
-// returns the per-row answers keyed by guid. A guid the answer does not
-// mention gets a RowResult with CodeNoRowResult. The error is an *APIError
-// when the request as a whole failed (after the retries it deserved).
-func (c *Client) Import(ctx context.Context, groups []Group) (map[string]RowResult, error) {
-	if len(groups) == 0 {
-		return map[string]RowResult{}, nil
-	}
-	if len(groups) > MaxBatch {
-		return nil, fmt.Errorf("cometchat import: %d groups in one request, CometChat takes at most %d", len(groups), MaxBatch)
-	}
-	body, err := importBody(groups)
-	if err != nil {
-		return nil, fmt.Errorf("cometchat import: encode request: %w", err)
-	}
-	raw, err := c.do(ctx, "import", http.MethodPost, "/data_import/groups", body, c.importPace)
-	if err != nil {
-		return nil, err
-	}
-	return parseImport(raw, groups), nil
-}
-
-// importBody encodes {"groups": {"<guid>": {...}, ...}} in the groups'
-// order, without building and sorting a map: this runs for every batch.
-func importBody(groups []Group) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, 256*len(groups)))
-	buf.WriteString(`{"groups":{`)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	for i, g := range groups {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		if err := enc.Encode(g.GUID); err != nil {
-			return nil, err
-		}
-		buf.Truncate(buf.Len() - 1) // Encode's newline
-		buf.WriteByte(':')
-		if err := enc.Encode(g); err != nil {
-			return nil, err
-		}
-		buf.Truncate(buf.Len() - 1)
-	}
-	buf.WriteString("}}")
-	return buf.Bytes(), nil
-}
-
-// parseImport reads {"data": {"<guid>": {"success": ..., "error": ...}}}
-// tolerantly: the shape of a per-row error is not documented.
-func parseImport(raw []byte, groups []Group) map[string]RowResult {
-	if out, ok := parseImportFast(raw, groups); ok {
-		return out
-	}
-	var env struct {
-		Data map[string]json.RawMessage `json:"data"`
-	}
-	out := make(map[string]RowResult, len(groups))
-	if err := json.Unmarshal(raw, &env); err != nil {
-		env.Data = nil
-	}
-	byLower := make(map[string]json.RawMessage, len(env.Data))
-	for k, v := range env.Data {
-		byLower[strings.ToLower(k)] = v
-	}
-	for _, g := range groups {
-		entry, ok := byLower[strings.ToLower(g.GUID)]
-		if !ok {
-			out[g.GUID] = RowResult{Code: CodeNoRowResult, Message: "the import answer did not mention this guid"}
-			continue
-		}
-		out[g.GUID] = parseRow(entry)
-	}
-	return out
-}
-
-// parseImportFast reads the usual answer in one decode: every row an
-// object with a boolean success and, on failure, an {"code","message"}
-// error. Anything else goes to the tolerant path.
-func parseImportFast(raw []byte, groups []Group) (map[string]RowResult, bool) {
-	type rowError struct {
-		Code       string `json:"code"`
-		Message    string `json:"message"`
-		DevMessage string `json:"devMessage"`
-	}
-	var env struct {
-		Data map[string]struct {
-			Success *bool     `json:"success"`
-			Error   *rowError `json:"error"`
-		} `json:"data"`
-	}
-	if json.Unmarshal(raw, &env) != nil {
-		return nil, false
-	}
-	out := make(map[string]RowResult, len(groups))
-	for _, g := range groups {
-		row, ok := env.Data[g.GUID]
-		switch {
-		case !ok || row.Success == nil:
-			return nil, false // missing, differently cased, or unreadable
-		case *row.Success:
-			out[g.GUID] = RowResult{OK: true}
-		case row.Error == nil || row.Error.Code == "":
-			return nil, false
-		default:
-			msg := row.Error.Message
-			if msg == "" {
-				msg = row.Error.DevMessage
-			}
-			out[g.GUID] = RowResult{Code: row.Error.Code, Message: msg}
-		}
-	}
-	return out, true
-}
-
-func parseRow(entry json.RawMessage) RowResult {
-	var row struct {
-		Success *bool           `json:"success"`
-		Error   json.RawMessage `json:"error"`
-	}
-	if err := json.Unmarshal(entry, &row); err != nil || row.Success == nil {
-		return RowResult{Code: CodeUnreadableRowResult, Message: "unreadable row result: " + clip(string(entry), 300)}
-	}
-	if *row.Success {
-		return RowResult{OK: true}
-	}
-	code, msg := parseErrorValue(row.Error)
-	if code == "" {
-		code = CodeUnreadableRowResult
-	}
-	return RowResult{Code: code, Message: msg}
-}
-
-// parseErrorValue reads an error that may be {"code","message"}, a string,
-// or anything else.
-func parseErrorValue(v json.RawMessage) (code, msg string) {
-	var obj struct {
-		Code       string `json:"code"`
-		Message    string `json:"message"`
-		DevMessage string `json:"devMessage"`
-	}
-	if json.Unmarshal(v, &obj) == nil && (obj.Code != "" || obj.Message != "") {
-		msg = obj.Message
-		if msg == "" {
-			msg = obj.DevMessage
-		}
-		return obj.Code, msg
-	}
-	var s string
-	if json.Unmarshal(v, &s) == nil {
-		return "", s
-	}
-	return "", clip(string(v), 300)
-}
-
-// Update is the body of PUT /groups/{guid}. Nil/empty fields are left as
-// they are in CometChat; Unset names fields to clear (icon, description,
-// metadata). Tags is a pointer so that an empty list can clear tags.
-type Update struct {
-	Name     string          `json:"name,omitempty"`
-	Type     string          `json:"type,omitempty"`
-	Password string          `json:"password,omitempty"`
-	Icon     string          `json:"icon,omitempty"`
-	Owner    string          `json:"owner,omitempty"`
-	Metadata json.RawMessage `json:"metadata,omitempty"`
-	Tags     *[]string       `json:"tags,omitempty"`
-	Unset    []string        `json:"unset,omitempty"`
-}
-
-// Update changes an existing group. An unknown guid is an *APIError with
-// Code ERR_GUID_NOT_FOUND.
-func (c *Client) Update(ctx context.Context, guid string, u Update) error {
-	_, err := c.do(ctx, "update", http.MethodPut, "/groups/"+url.PathEscape(guid), u, c.otherPace)
-	return err
-}
-
-// Delete removes a group.
-func (c *Client) Delete(ctx context.Context, guid string) error {
-	_, err := c.do(ctx, "delete", http.MethodDelete, "/groups/"+url.PathEscape(guid), nil, c.otherPace)
-	return err
 }
 
 // ErrStopped is the error of a request that was still waiting for its turn

@@ -1,7 +1,7 @@
 package cometchat_test
 
 // The client is tested against two kinds of httptest servers: the emulator
-// (internal/emulator), which behaves like CometChat faults included, and
+// (internal/cometchat/cometchattest), which behaves like CometChat faults included, and
 // small scripted servers for exact wire shapes and answers the emulator
 // never gives. This is an external test package because the emulator
 // imports cometchat; export_test.go lets it replace the client's sleep.
@@ -28,7 +28,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 // testKey is the API key every test server accepts; no error may show it.
@@ -57,9 +57,9 @@ func newClient(tb testing.TB, baseURL string, adjust func(*cometchat.Config)) *c
 
 // newEmulator starts an emulator accepting testKey and returns it with the
 // base URL to give the client.
-func newEmulator(tb testing.TB, f emulator.Faults) (*emulator.Emulator, string) {
+func newEmulator(tb testing.TB, f cometchattest.Faults) (*cometchattest.Emulator, string) {
 	tb.Helper()
-	e := emulator.New(emulator.Config{APIKey: testKey})
+	e := cometchattest.New(cometchattest.Config{APIKey: testKey})
 	e.SetFaults(f)
 	srv := httptest.NewServer(e)
 	tb.Cleanup(srv.Close)
@@ -324,7 +324,7 @@ func TestImportUnreadableAnswerLeavesRowsUnaccounted(t *testing.T) {
 }
 
 func TestImportAgainstEmulator(t *testing.T) {
-	emu, url := newEmulator(t, emulator.Faults{})
+	emu, url := newEmulator(t, cometchattest.Faults{})
 	emu.Put(cometchat.Group{GUID: "old", Name: "Old", Type: "public"})
 	c := newClient(t, url, nil)
 	rows, err := c.Import(context.Background(), []cometchat.Group{
@@ -412,7 +412,7 @@ func TestUpdateDeletePingOnTheWire(t *testing.T) {
 }
 
 func TestUpdateDeletePingAgainstEmulator(t *testing.T) {
-	emu, url := newEmulator(t, emulator.Faults{})
+	emu, url := newEmulator(t, cometchattest.Faults{})
 	emu.Put(cometchat.Group{GUID: "team-1", Name: "Team", Type: "public"})
 	c := newClient(t, url, nil)
 	ctx := context.Background()
@@ -524,13 +524,13 @@ func TestTransportErrors(t *testing.T) {
 	refused := "http://" + ln.Addr().String() + "/v3"
 	ln.Close()
 
-	resetEmu, resetURL := newEmulator(t, emulator.Faults{ResetRate: 1})
-	hangEmu, hangURL := newEmulator(t, emulator.Faults{HangRate: 1})
+	resetEmu, resetURL := newEmulator(t, cometchattest.Faults{ResetRate: 1})
+	hangEmu, hangURL := newEmulator(t, cometchattest.Faults{HangRate: 1})
 
 	tests := []struct {
 		name    string
 		url     string
-		emu     *emulator.Emulator
+		emu     *cometchattest.Emulator
 		outcome string // the emulator's Stats.Requests key for each attempt
 		message string
 		is      error
@@ -720,12 +720,12 @@ func TestRateLimitLongerThanMaxElapsedFailsAtOnce(t *testing.T) {
 func TestMaxElapsedBoundsAnOutage(t *testing.T) {
 	tests := []struct {
 		name    string
-		faults  emulator.Faults
+		faults  cometchattest.Faults
 		status  int
 		message string
 	}{
-		{"every request 503", emulator.Faults{Outage: true}, 503, ""},
-		{"every request hangs", emulator.Faults{HangRate: 1}, 0, "(cometchat.retry.max_elapsed)"},
+		{"every request 503", cometchattest.Faults{Outage: true}, 503, ""},
+		{"every request hangs", cometchattest.Faults{HangRate: 1}, 0, "(cometchat.retry.max_elapsed)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -768,7 +768,7 @@ func TestContextCancellationReturnsPromptly(t *testing.T) {
 		adjust func(*cometchat.Config)
 	}{
 		{"during a hanging request", func(t *testing.T) string {
-			_, url := newEmulator(t, emulator.Faults{HangRate: 1})
+			_, url := newEmulator(t, cometchattest.Faults{HangRate: 1})
 			return url
 		}, nil},
 		{"during a Retry-After pause", func(t *testing.T) string {
@@ -838,7 +838,7 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	// forces (30 requests 100 ms apart, the first free); scheduling delays
 	// only add to it. There is no tight upper bound; throughput is
 	// BenchmarkPacedBackfill's job.
-	emu, url := newEmulator(t, emulator.Faults{ImportPerSecond: 10, RetryAfter: true})
+	emu, url := newEmulator(t, cometchattest.Faults{ImportPerSecond: 10, RetryAfter: true})
 	c := newClient(t, url, func(cfg *cometchat.Config) { cfg.ImportPerMinute = 600 })
 	const n = 30
 	var wg sync.WaitGroup
@@ -959,7 +959,7 @@ func TestObserveSeesEveryAnswer(t *testing.T) {
 // A pass that is told to stop sends no new request: one still waiting for
 // the pacer gives up with ErrStopped and is never sent.
 func TestStopLeavesWaitingRequestsUnsent(t *testing.T) {
-	emu, url := newEmulator(t, emulator.Faults{})
+	emu, url := newEmulator(t, cometchattest.Faults{})
 	c := newClient(t, url, func(cfg *cometchat.Config) { cfg.ImportPerMinute = 60 }) // one a second
 	group := func(guid string) []cometchat.Group {
 		return []cometchat.Group{{GUID: guid, Name: guid, Type: "public"}}
@@ -988,7 +988,7 @@ func TestStopLeavesWaitingRequestsUnsent(t *testing.T) {
 
 // A request already on the wire when the stop comes runs to its end.
 func TestStopLetsARequestOnTheWireFinish(t *testing.T) {
-	emu, url := newEmulator(t, emulator.Faults{Latency: 300 * time.Millisecond})
+	emu, url := newEmulator(t, cometchattest.Faults{Latency: 300 * time.Millisecond})
 	c := newClient(t, url, nil)
 	stop, stopNow := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -1015,7 +1015,7 @@ func TestStopLetsARequestOnTheWireFinish(t *testing.T) {
 // Retries are logged at debug level, but a failing API must show at the
 // default level: one warning per interval, not one per retry.
 func TestRetriedFailuresWarnOncePerInterval(t *testing.T) {
-	_, url := newEmulator(t, emulator.Faults{Outage: true})
+	_, url := newEmulator(t, cometchattest.Faults{Outage: true})
 	core, logs := observer.New(zapcore.InfoLevel)
 	cfg := cometchat.Config{BaseURL: url, APIKey: testKey, Timeout: time.Second, MaxAttempts: 3,
 		InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxElapsed: 10 * time.Second,

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 // BenchmarkPacedBackfill is the pacing requirement: a 6,000-group backfill
@@ -44,7 +44,7 @@ func BenchmarkPacedBackfill(b *testing.B) {
 			batches[i] = append(batches[i], cometchat.Group{GUID: guid, Name: "Group " + guid, Type: "public"})
 		}
 	}
-	emu := emulator.New(emulator.Config{APIKey: testKey})
+	emu := cometchattest.New(cometchattest.Config{APIKey: testKey})
 	srv := httptest.NewServer(emu)
 	b.Cleanup(srv.Close)
 
@@ -53,7 +53,7 @@ func BenchmarkPacedBackfill(b *testing.B) {
 		// A fresh app, bucket and client for every round: each starts cold.
 		b.StopTimer()
 		emu.Reset()
-		emu.SetFaults(emulator.Faults{Latency: 100 * time.Millisecond, ImportPerSecond: perSecond, RetryAfter: true})
+		emu.SetFaults(cometchattest.Faults{Latency: 100 * time.Millisecond, ImportPerSecond: perSecond, RetryAfter: true})
 		emu.ResetStats()
 		client := cometchat.New(cometchat.Config{
 			BaseURL: srv.URL + "/v3", APIKey: testKey,

@@ -29,7 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	_ "modernc.org/sqlite" // the "sqlite" driver, for the source database
 
-	"github.com/cometsync/cometsync/internal/emulator"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 // buildInvocation is how the Dockerfile builds the binary; the test builds
@@ -346,7 +346,7 @@ func checkDefaultCommand(t *testing.T, d dockerfile, rootfs string, img imageCon
 		t.Fatalf("CMD %q has no --config", cmdArgs)
 	}
 
-	emu := emulator.New(emulator.Config{APIKey: "deploytest-key"})
+	emu := cometchattest.New(cometchattest.Config{APIKey: "deploytest-key"})
 	api := httptest.NewServer(emu)
 	defer api.Close()
 	addr := freeLoopbackAddr(t)

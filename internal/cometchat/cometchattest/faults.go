@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"math"
@@ -15,21 +15,22 @@ import (
 // value is a healthy API. Rates are fractions in [0, 1]; 1 means every request.
 type Faults struct {
 	Latency           time.Duration // added to every request before it is answered; ends early if the client goes away
-	ImportPerSecond   float64       // 0 = unlimited; else import requests are limited by a token bucket (rate N/s, burst max(1,N)); over it: HTTP 429 ERR_TOO_MANY_REQUESTS
-	OtherPerSecond    float64       // same for every other request (PUT/DELETE/GET)
+	ImportPerSecond   float64       // 0 = unlimited; else data-import requests (groups, users and members together) are limited by a token bucket (rate N/s, burst max(1,N)); over it: HTTP 429 ERR_TOO_MANY_REQUESTS
+	OtherPerSecond    float64       // same for every other request (PUT/DELETE/GET/POST members)
 	RetryAfter        bool          // whether 429s carry Retry-After (whole seconds, at least 1) and X-RateLimit-Limit/-Remaining/-Reset (Reset = unix seconds when a token is available)
 	ErrorRate         float64       // fraction of requests answered HTTP 500 ERR_EXCEPTION without doing anything
-	PartialImportRate float64       // fraction of import requests that import the first half of their rows (in request order) and then answer HTTP 500 ERR_EXCEPTION
+	PartialImportRate float64       // fraction of import requests (any entity) that import the first half of their rows (in request order) and then answer HTTP 500 ERR_EXCEPTION
 	ResetRate         float64       // fraction of requests whose connection is closed without an answer
 	HangRate          float64       // fraction of requests that never answer until the client goes away
 	Outage            bool          // every request answered HTTP 503 ERR_EXCEPTION
 	WriteOutage       bool          // every request but GET answered HTTP 503 ERR_EXCEPTION: reads work, writes do not
 	// RejectRow, when set, is asked about every import row that passed
-	// validation (with the lowercased guid), once per row per request, before
+	// validation, with its lowercased key (the guid, the uid, or the member
+	// id <guid>_member_<uid>), once per row per request, before
 	// the row is stored; reject=true answers the row with code and message
 	// (code "" means ERR_OPERATION_FAILED) and stores nothing. It is called
 	// without the emulator's lock held, possibly concurrently.
-	RejectRow func(guid string) (code, message string, reject bool)
+	RejectRow func(key string) (code, message string, reject bool)
 	Seed      int64 // seed for the fault randomness (deterministic when set; 0 = time-based)
 }
 
@@ -44,10 +45,11 @@ const (
 // chaos is the mutable state behind one Faults value: the seeded randomness
 // and the token buckets. SetFaults replaces it whole.
 type chaos struct {
-	mu    sync.Mutex
-	rng   *rand.Rand
-	imp   *rate.Limiter // nil: unlimited
-	other *rate.Limiter // nil: unlimited
+	limits Faults // what the buckets were made from, for the 429's headers
+	mu     sync.Mutex
+	rng    *rand.Rand
+	imp    *rate.Limiter // nil: unlimited
+	other  *rate.Limiter // nil: unlimited
 }
 
 func newChaos(f Faults) *chaos {
@@ -56,9 +58,10 @@ func newChaos(f Faults) *chaos {
 		seed = time.Now().UnixNano()
 	}
 	return &chaos{
-		rng:   rand.New(rand.NewPCG(uint64(seed), 0x636f6d6574)),
-		imp:   newLimiter(f.ImportPerSecond),
-		other: newLimiter(f.OtherPerSecond),
+		limits: f,
+		rng:    rand.New(rand.NewPCG(uint64(seed), 0x636f6d6574)),
+		imp:    newLimiter(f.ImportPerSecond),
+		other:  newLimiter(f.OtherPerSecond),
 	}
 }
 
@@ -108,7 +111,7 @@ func (c *chaos) take(isImport bool, now time.Time) (time.Duration, bool) {
 func (e *Emulator) writeTooManyRequests(w http.ResponseWriter, rt route, f Faults, wait time.Duration) string {
 	if f.RetryAfter {
 		perSecond := f.OtherPerSecond
-		if rt.endpoint == endpointImport {
+		if rt.isImport() {
 			perSecond = f.ImportPerSecond
 		}
 		available := e.now().Add(wait)

@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"bytes"
@@ -125,13 +125,17 @@ func (obj fields) unixSeconds(name string) (int64, *fieldError) {
 	return n, nil
 }
 
-func checkGUID(guid string) *fieldError {
-	if len(guid) == 0 || len(guid) > maxGUIDLen {
-		return invalid("guid", "must be 1 to %d characters, got %d", maxGUIDLen, len(guid))
+func checkGUID(guid string) *fieldError { return checkID("guid", guid) }
+
+// checkID checks a lowercased guid or uid: CometChat documents the same
+// constraints for both.
+func checkID(field, id string) *fieldError {
+	if len(id) == 0 || len(id) > maxGUIDLen {
+		return invalid(field, "must be 1 to %d characters, got %d", maxGUIDLen, len(id))
 	}
-	for _, c := range guid {
+	for _, c := range id {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return invalid("guid", "may hold only a-z, 0-9, - and _, got %q", guid)
+			return invalid(field, "may hold only a-z, 0-9, - and _, got %q", id)
 		}
 	}
 	return nil
@@ -268,4 +272,21 @@ func cloneGroup(g cometchat.Group) cometchat.Group {
 		g.GroupOwnerDetails = &d
 	}
 	return g
+}
+
+// boolean reads a JSON boolean; "true" and "false" as strings are taken
+// too, as CometChat's own description has the default as a string.
+func (obj fields) boolean(name string) (bool, *fieldError) {
+	if !obj.present(name) {
+		return false, nil
+	}
+	var b bool
+	if json.Unmarshal(obj[name], &b) == nil {
+		return b, nil
+	}
+	var s string
+	if json.Unmarshal(obj[name], &s) == nil && (s == "true" || s == "false") {
+		return s == "true", nil
+	}
+	return false, invalid(name, "must be true or false")
 }

@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"encoding/json"
@@ -44,7 +44,7 @@ func (e *Emulator) handleUpdate(w http.ResponseWriter, guid string, body []byte)
 	}
 	u.apply(rec, e.now().Unix())
 	e.stats.Updates++
-	return writeJSON(w, http.StatusOK, map[string]groupView{"data": rec.view()})
+	return writeJSON(w, http.StatusOK, map[string]groupView{"data": rec.view(e.members[guid])})
 }
 
 func writeBadUpdate(w http.ResponseWriter, ferr *fieldError) string {
@@ -176,7 +176,7 @@ func (u *update) apply(rec *record, now int64) {
 	rec.updated = now
 }
 
-// handleDelete serves DELETE /groups/{guid}.
+// handleDelete serves DELETE /groups/{guid}; the group's members go with it.
 func (e *Emulator) handleDelete(w http.ResponseWriter, guid string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -184,6 +184,7 @@ func (e *Emulator) handleDelete(w http.ResponseWriter, guid string) string {
 		return writeNotFound(w, guid)
 	}
 	delete(e.groups, guid)
+	delete(e.members, guid)
 	e.noteDeleted(guid)
 	e.stats.Deletes++
 	return writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
@@ -200,7 +201,7 @@ func (e *Emulator) handleGet(w http.ResponseWriter, guid string) string {
 	if !ok {
 		return writeNotFound(w, guid)
 	}
-	return writeJSON(w, http.StatusOK, map[string]groupView{"data": rec.view()})
+	return writeJSON(w, http.StatusOK, map[string]groupView{"data": rec.view(e.members[guid])})
 }
 
 // handleList serves GET /groups: groups in guid order, paged by perPage
@@ -217,7 +218,7 @@ func (e *Emulator) handleList(w http.ResponseWriter, r *http.Request) string {
 	if start := (page - 1) * perPage; start < total {
 		guids := e.firstGUIDs(start + perPage)
 		for _, guid := range guids[start:] {
-			data = append(data, e.groups[guid].view())
+			data = append(data, e.groups[guid].view(e.members[guid]))
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{

@@ -1,11 +1,25 @@
-// Package emulator is an in-process stand-in for CometChat's REST API v3: the
-// group data import, group update, delete and read endpoints, with the
-// documented constraints and the faults a real deployment shows (rate limits,
-// 5xx answers, partial imports, dropped connections, hangs, outages).
+// Package cometchattest is the CometChat test double: an in-process stand-in
+// for CometChat's REST API v3, with the documented constraints and the
+// faults a real deployment shows (rate limits, 5xx answers, partial imports,
+// dropped connections, hangs, outages). It serves
+//
+//   - groups: POST /data_import/groups, GET /groups, GET, PUT and DELETE
+//     /groups/{guid} (a delete drops the group's members);
+//   - users: POST /data_import/users, GET /users, PUT /users (reactivate),
+//     DELETE /users (deactivate), GET, PUT and DELETE /users/{uid} (a
+//     delete deactivates; permanent removes the user and its memberships);
+//   - members: POST /data_import/members, GET and POST
+//     /groups/{guid}/members, PUT (scope) and DELETE (kick)
+//     /groups/{guid}/members/{uid}.
+//
+// A deactivated user is answered ERR_UID_NOT_FOUND wherever it is named
+// (update, membership); roles, bans and groupDetails/userDetails of a member
+// import are not modelled. A group's owner counts in its membersCount but is
+// no membership record.
 //
 // An Emulator is an http.Handler; wrap it in httptest.NewServer and give the
 // server URL to the client as its base URL, with or without a trailing /v3.
-package emulator
+package cometchattest
 
 import (
 	"io"
@@ -31,17 +45,40 @@ const (
 // Config configures an Emulator.
 type Config struct {
 	APIKey   string // the only key accepted in the `apikey` header
-	MaxBatch int    // groups per import request; 0 means 50
+	MaxBatch int    // entities per import request; 0 means 50
+	// ImportPerMinute and OtherPerMinute are the app's plan limits, enforced
+	// always (0 = none), like CometChat's: every data-import request counts
+	// against ImportPerMinute, every other request against OtherPerMinute.
+	// Each is a token bucket of N/60 a second holding one second's share;
+	// over it the answer is HTTP 429 ERR_TOO_MANY_REQUESTS with Retry-After
+	// and X-RateLimit-Limit/-Remaining/-Reset. Faults' own limits apply as
+	// well.
+	ImportPerMinute float64
+	OtherPerMinute  float64
 }
 
 // Stats counts what the emulator was asked and how it answered.
 type Stats struct {
-	ImportRequests int // POST /data_import/groups requests that reached the handler, whatever their answer
-	ImportedRows   int // rows newly created by imports
-	Updates        int // successful PUT /groups/{guid}
-	Deletes        int // successful DELETE /groups/{guid}
+	ImportRequests       int // POST /data_import/groups requests that reached the handler, whatever their answer
+	UserImportRequests   int // POST /data_import/users requests, likewise
+	MemberImportRequests int // POST /data_import/members requests, likewise
+	ImportedRows         int // groups newly created by imports
+	ImportedUsers        int // users newly created by imports
+	ImportedMembers      int // memberships newly created by imports
+	Updates              int // successful PUT /groups/{guid}
+	Deletes              int // successful DELETE /groups/{guid}
+	UserUpdates          int // successful PUT /users/{uid}
+	Deactivations        int // users deactivated by DELETE /users/{uid} or DELETE /users
+	PermanentDeletes     int // users removed by DELETE /users/{uid} with permanent
+	Reactivations        int // users reactivated by PUT /users
+	MembersAdded         int // memberships created by POST /groups/{guid}/members
+	ScopeChanges         int // successful PUT /groups/{guid}/members/{uid}
+	Kicks                int // successful DELETE /groups/{guid}/members/{uid}
 	// Requests counts answers by "METHOD endpoint OUTCOME". The endpoint is
 	// import, group (/groups/{guid}), groups (GET /groups) or unknown. The
+	// endpoint is import, import_users, import_members, user (/users/{uid}),
+	// users (/users), members (/groups/{guid}/members), member
+	// (/groups/{guid}/members/{uid}) as well. The
 	// outcome is the HTTP status ("POST import 200", "PUT group 404") or, for
 	// requests that got no answer: reset (connection closed by the ResetRate
 	// fault), hang (HangRate fault, ended when the client went away),
@@ -57,9 +94,13 @@ type Emulator struct {
 	apiKey   string
 	maxBatch int
 	now      func() time.Time
+	plan     *chaos // the Config's rate limits; never replaced
 
 	mu     sync.Mutex
 	groups map[string]*record // by lowercased guid
+	users  map[string]*userRecord
+	// members holds each group's memberships: guid → uid → membership.
+	members map[string]map[string]memberRec
 	// first and firstStale: see noteStored.
 	first      []string
 	firstStale bool
@@ -89,7 +130,10 @@ func New(cfg Config) *Emulator {
 		apiKey:   cfg.APIKey,
 		maxBatch: cfg.MaxBatch,
 		now:      time.Now,
+		plan:     newChaos(Faults{ImportPerSecond: cfg.ImportPerMinute / 60, OtherPerSecond: cfg.OtherPerMinute / 60, RetryAfter: true, Seed: 1}),
 		groups:   make(map[string]*record),
+		users:    make(map[string]*userRecord),
+		members:  make(map[string]map[string]memberRec),
 	}
 	if e.maxBatch <= 0 {
 		e.maxBatch = defaultMaxBatch
@@ -127,7 +171,10 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, rt route) strin
 	if status, ok := e.authorize(w, r); !ok {
 		return status
 	}
-	if wait, ok := c.take(rt.endpoint == endpointImport, e.now()); !ok {
+	if wait, ok := e.plan.take(rt.isImport(), e.now()); !ok {
+		return e.writeTooManyRequests(w, rt, e.plan.limits, wait)
+	}
+	if wait, ok := c.take(rt.isImport(), e.now()); !ok {
 		return e.writeTooManyRequests(w, rt, f, wait)
 	}
 	if c.roll(f.HangRate) {
@@ -144,10 +191,19 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, rt route) strin
 		return writeError(w, http.StatusBadRequest, codeBadRequest, "request body could not be read: "+readErr.Error())
 	}
 
+	return e.dispatch(w, r, rt, body, rt.isImport() && c.roll(f.PartialImportRate), f.RejectRow)
+}
+
+// dispatch serves the endpoint rt names; partial and reject are the
+// import faults.
+func (e *Emulator) dispatch(w http.ResponseWriter, r *http.Request, rt route, body []byte, partial bool, reject func(string) (string, string, bool)) string {
 	switch rt.endpoint {
 	case endpointImport:
-		partial := c.roll(f.PartialImportRate)
-		return e.handleImport(w, body, partial, f.RejectRow)
+		return e.handleImport(w, body, partial, reject)
+	case endpointImportUsers:
+		return e.handleImportUsers(w, body, partial, reject)
+	case endpointImportMembers:
+		return e.handleImportMembers(w, body, partial, reject)
 	case endpointGroup:
 		switch r.Method {
 		case http.MethodPut:
@@ -159,6 +215,34 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, rt route) strin
 		}
 	case endpointGroups:
 		return e.handleList(w, r)
+	case endpointUser:
+		switch r.Method {
+		case http.MethodPut:
+			return e.handleUserUpdate(w, rt.uid, body)
+		case http.MethodDelete:
+			return e.handleUserDelete(w, rt.uid, body)
+		default:
+			return e.handleUserGet(w, rt.uid)
+		}
+	case endpointUsers:
+		switch r.Method {
+		case http.MethodPut:
+			return e.handleReactivate(w, body)
+		case http.MethodDelete:
+			return e.handleDeactivateMany(w, body)
+		default:
+			return e.handleUserList(w, r)
+		}
+	case endpointMembers:
+		if r.Method == http.MethodPost {
+			return e.handleAddMembers(w, rt.guid, body)
+		}
+		return e.handleMemberList(w, r, rt.guid)
+	case endpointMember:
+		if r.Method == http.MethodPut {
+			return e.handleScope(w, rt.guid, rt.uid, body)
+		}
+		return e.handleKick(w, rt.guid, rt.uid)
 	}
 	return writeError(w, http.StatusNotFound, codeAPINotFound, "no such API: "+r.Method+" "+r.URL.Path)
 }
@@ -181,8 +265,13 @@ func (e *Emulator) enter(rt route) {
 	defer e.mu.Unlock()
 	e.inFlight++
 	e.stats.MaxInFlight = max(e.stats.MaxInFlight, e.inFlight)
-	if rt.endpoint == endpointImport {
+	switch rt.endpoint {
+	case endpointImport:
 		e.stats.ImportRequests++
+	case endpointImportUsers:
+		e.stats.UserImportRequests++
+	case endpointImportMembers:
+		e.stats.MemberImportRequests++
 	}
 }
 
@@ -244,11 +333,14 @@ func (e *Emulator) Put(g cometchat.Group) {
 	e.groups[g.GUID] = &record{group: g, created: now, updated: now}
 }
 
-// Reset empties the app: every group is gone. Stats and faults are kept.
+// Reset empties the app: every group, user and membership is gone. Stats
+// and faults are kept.
 func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.groups = make(map[string]*record)
+	e.users = make(map[string]*userRecord)
+	e.members = make(map[string]map[string]memberRec)
 	e.first, e.firstStale = nil, false
 }
 

@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"bytes"
@@ -42,9 +42,9 @@ func (row importRow) decode(fast bool) (cometchat.Group, *fieldError) {
 
 // rowResult is one entry of the answer's data object.
 type rowResult struct {
-	Success bool       `json:"success"`
-	Data    *groupView `json:"data,omitempty"`
-	Error   *rowError  `json:"error,omitempty"`
+	Success bool      `json:"success"`
+	Data    any       `json:"data,omitempty"` // the stored entity's view
+	Error   *rowError `json:"error,omitempty"`
 }
 
 type rowError struct {
@@ -66,12 +66,19 @@ func (e *Emulator) handleImport(w http.ResponseWriter, body []byte, partial bool
 	if msg != "" {
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
+	return answerImport(w, rows, partial, "groups", func(rows []importRow) []rowResult { return e.importRows(rows, reject) })
+}
+
+// answerImport stores rows with store and answers one entry per row under
+// its lowercased key; with partial it stores the first half of the rows
+// (rounded down) and then fails the request, as the real endpoints can.
+func answerImport(w http.ResponseWriter, rows []importRow, partial bool, what string, store func([]importRow) []rowResult) string {
 	if partial {
-		e.importRows(rows[:len(rows)/2], reject)
+		store(rows[:len(rows)/2])
 		return writeError(w, http.StatusInternalServerError, codeException,
-			fmt.Sprintf("internal error (emulated) after %d of %d groups were processed; some may exist now", len(rows)/2, len(rows)))
+			fmt.Sprintf("internal error (emulated) after %d of %d %s were processed; some may exist now", len(rows)/2, len(rows), what))
 	}
-	results := e.importRows(rows, reject)
+	results := store(rows)
 	data := make(map[string]rowResult, len(rows))
 	for i, row := range rows {
 		data[strings.ToLower(row.key)] = results[i]
@@ -94,47 +101,54 @@ func (e *Emulator) parseImport(body []byte) ([]importRow, string) {
 // parseImportReference is parseImport as specified: it alone words the
 // messages of refused requests.
 func (e *Emulator) parseImportReference(body []byte) ([]importRow, string) {
+	return e.parseRows(body, "groups", "guid")
+}
+
+// parseRows reads a data-import body {"<wrapper>": {"<key>": {...}}} into
+// its rows, in order, for the wrapper ("groups", "users", "members") whose
+// rows are keyed by keyName ("guid", "uid", "member id").
+func (e *Emulator) parseRows(body []byte, wrapper, keyName string) ([]importRow, string) {
 	top, ferr := decodeObject(body, "body")
 	if ferr != nil {
-		return nil, "the body must be a JSON object {\"groups\": {\"<guid>\": {...}}}"
+		return nil, fmt.Sprintf("the body must be a JSON object {\"%s\": {\"<%s>\": {...}}}", wrapper, keyName)
 	}
-	if ferr := top.unknownField("", "groups"); ferr != nil {
+	if ferr := top.unknownField("", wrapper); ferr != nil {
 		return nil, ferr.message()
 	}
-	if !top.present("groups") {
-		return nil, "groups is required: an object keyed by guid"
+	if !top.present(wrapper) {
+		return nil, fmt.Sprintf("%s is required: an object keyed by %s", wrapper, keyName)
 	}
 	// Walk the object by tokens: a map would lose the order that partial
 	// imports follow, and silently merge duplicate keys.
-	dec := json.NewDecoder(bytes.NewReader(top["groups"]))
+	dec := json.NewDecoder(bytes.NewReader(top[wrapper]))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, "groups must be an object keyed by guid, not an array or a scalar"
+		return nil, fmt.Sprintf("%s must be an object keyed by %s, not an array or a scalar", wrapper, keyName)
 	}
 	var rows []importRow
 	seen := make(map[string]bool)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, "groups is not valid JSON"
+			return nil, wrapper + " is not valid JSON"
 		}
 		key, _ := tok.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, "groups is not valid JSON"
+			return nil, wrapper + " is not valid JSON"
 		}
-		// Rows are answered under the lowercased guid, so two keys that differ
-		// only in case could not both be answered.
+		// Rows are answered under the lowercased key, so two keys that
+		// differ only in case could not both be answered.
 		if seen[strings.ToLower(key)] {
-			return nil, fmt.Sprintf("guid %q appears twice in groups (guids are case-insensitive)", key)
+			return nil, fmt.Sprintf("%s %q appears twice in %s (%ss are case-insensitive)", keyName, key, wrapper, keyName)
 		}
 		seen[strings.ToLower(key)] = true
 		rows = append(rows, importRow{key: key, raw: raw})
 	}
 	switch {
 	case len(rows) == 0:
-		return nil, "groups is empty: send 1 to " + fmt.Sprint(e.maxBatch) + " groups"
+		return nil, fmt.Sprintf("%s is empty: send 1 to %d %s", wrapper, e.maxBatch, wrapper)
 	case len(rows) > e.maxBatch:
-		return nil, fmt.Sprintf("%d groups in one request; the limit is %d groups per import request", len(rows), e.maxBatch)
+		return nil, fmt.Sprintf("%d %s in one request; the limit is %d %s per import request", len(rows), wrapper, e.maxBatch, wrapper)
 	}
 	return rows, ""
 }
@@ -189,7 +203,7 @@ func (e *Emulator) importRows(rows []importRow, reject func(string) (string, str
 		e.groups[guid] = rec
 		e.noteStored(guid)
 		e.stats.ImportedRows++
-		views[j] = rec.view()
+		views[j] = rec.view(nil)
 		results[p.i] = rowResult{Success: true, Data: &views[j]}
 	}
 	return results
@@ -242,4 +256,51 @@ func decodeImportGroup(row importRow) (cometchat.Group, *fieldError) {
 		g.Tags = nil
 	}
 	return g, nil
+}
+
+// importEach imports the rows of a users or members request: it decodes
+// each row (a refusal answered with invalidCode unless the check names its
+// own), asks reject about the valid ones without the lock held, and stores
+// the rest with store under one hold of the lock.
+func importEach[T any](e *Emulator, rows []importRow, reject func(string) (string, string, bool), invalidCode string,
+	decode func(importRow) (T, *fieldError), key func(T) string, store func(T) rowResult) []rowResult {
+	results := make([]rowResult, len(rows))
+	pending := make([]int, 0, len(rows))
+	items := make([]T, len(rows))
+	for i, row := range rows {
+		it, ferr := decode(row)
+		if ferr != nil {
+			code := ferr.code
+			if code == "" {
+				code = invalidCode
+			}
+			results[i] = failed(code, ferr.message())
+			continue
+		}
+		if reject != nil {
+			if code, msg, ok := reject(key(it)); ok {
+				if code == "" {
+					code = codeRowFailed
+				}
+				results[i] = failed(code, msg)
+				continue
+			}
+		}
+		items[i] = it
+		pending = append(pending, i)
+	}
+	if len(pending) == 0 {
+		return results
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, i := range pending {
+		results[i] = store(items[i])
+	}
+	return results
+}
+
+// failed is a row's failure.
+func failed(code, message string) rowResult {
+	return rowResult{Error: &rowError{Code: code, Message: message}}
 }

@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"fmt"
@@ -291,7 +291,7 @@ func TestImportFastPathMatchesReference(t *testing.T) {
 }
 
 // FuzzImportFastPath looks for a request the two paths answer differently.
-// Run it with go test -fuzz FuzzImportFastPath ./internal/emulator.
+// Run it with go test -fuzz FuzzImportFastPath ./internal/cometchat/cometchattest.
 func FuzzImportFastPath(f *testing.F) {
 	for _, c := range importPathCases(f) {
 		f.Add([]byte(c.body), uint8(c.maxBatch))

@@ -1,4 +1,4 @@
-package emulator
+package cometchattest
 
 import (
 	"context"
@@ -667,9 +667,13 @@ func TestUnknownAPI(t *testing.T) {
 		{http.MethodGet, "/data_import/groups"},
 		{http.MethodPost, "/groups"},
 		{http.MethodPatch, "/groups/g1"},
-		{http.MethodGet, "/v3/users"},
+		{http.MethodPost, "/v3/users"},
 		{http.MethodGet, "/v4/groups"},
-		{http.MethodGet, "/groups/g1/members"},
+		{http.MethodDelete, "/groups/g1/members"},
+		{http.MethodGet, "/groups/g1/members/u1"},
+		{http.MethodPost, "/users/u1"},
+		{http.MethodGet, "/data_import/users"},
+		{http.MethodGet, "/groups//members"},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			e, srv := newServer(t, Config{})
