@@ -105,7 +105,20 @@ func (p columnProblems) err() error {
 // *ColumnError for one problem and ColumnErrors for several: every unknown,
 // duplicated or missing column is named at once.
 func New(columns []string, cursorColumn, tiebreakerColumn string, loc *time.Location) (*Mapper, error) {
-	b, err := groupSchema.bind(columns, cursorColumn, tiebreakerColumn, loc, func(b *binding, found *columnProblems) {
+	return newGroups(groupSchema, columns, cursorColumn, tiebreakerColumn, loc)
+}
+
+// NewGroups is New for a query configured in the groups section: the
+// problems name groups.query and groups.cursor instead of source.query and
+// source.cursor.
+func NewGroups(columns []string, cursorColumn, tiebreakerColumn string, loc *time.Location) (*Mapper, error) {
+	s := groupSchema
+	s.section = "groups"
+	return newGroups(s, columns, cursorColumn, tiebreakerColumn, loc)
+}
+
+func newGroups(s schema, columns []string, cursorColumn, tiebreakerColumn string, loc *time.Location) (*Mapper, error) {
+	b, err := s.bind(columns, cursorColumn, tiebreakerColumn, loc, func(b *binding, found *columnProblems) {
 		if b.index[fOwnerUID] >= 0 {
 			return
 		}
