@@ -1,11 +1,14 @@
-// Package mapping turns one row of the user's source query into the
-// cometchat.Group that CometChat's data-import endpoint takes.
+// Package mapping turns one row of a stream's source query into the object
+// CometChat's data-import endpoint takes: a cometchat.Group (Mapper), User
+// (UserMapper) or Member (MemberMapper).
 //
 // The query's column names are the mapping: a column named "name" becomes the
-// group's name, "owner_avatar" the owner's avatar, and so on. New checks the
-// columns once at start-up; Map then converts each row without reflection,
-// and refuses rows that break CometChat's documented constraints so that they
-// become row errors here instead of failed API calls.
+// group's name, "owner_avatar" the owner's avatar, and so on. New, NewUsers
+// and NewMembers check the columns once at start-up (columns.go); Map then
+// converts each row without reflection (the conversions are shared:
+// convert.go, fields.go), and refuses rows that break CometChat's
+// documented constraints so that they become row errors here instead of
+// failed API calls.
 package mapping
 
 import (
