@@ -16,7 +16,7 @@ const maxUnix = 9_999_999_999
 // toText converts a column value to text. ok is false for NULL. Text arrives
 // as []byte from the MySQL driver and as string from SQLite; numbers (an
 // integer guid column, say) become their decimal text.
-func toText(v any, f field) (s string, ok bool, err error) {
+func toText(v any, f string) (s string, ok bool, err error) {
 	switch x := v.(type) {
 	case nil:
 		return "", false, nil
@@ -41,12 +41,12 @@ func toText(v any, f field) (s string, ok bool, err error) {
 	case float32:
 		return strconv.FormatFloat(float64(x), 'f', -1, 32), true, nil
 	}
-	return "", false, fieldErr(f, "cannot use a value of type %T as text; select it as a string", v)
+	return "", false, nameErr(f, "cannot use a value of type %T as text; select it as a string", v)
 }
 
 // toUnix converts a time column to UNIX seconds; 0 (field left out) for NULL,
 // empty text and MySQL's zero date.
-func toUnix(v any, f field, loc *time.Location) (int64, error) {
+func toUnix(v any, f string, loc *time.Location) (int64, error) {
 	switch x := v.(type) {
 	case nil:
 		return 0, nil
@@ -76,10 +76,10 @@ func toUnix(v any, f field, loc *time.Location) (int64, error) {
 	case float32:
 		return unixFromFloat(float64(x), f)
 	}
-	return 0, fieldErr(f, "cannot convert a value of type %T to a UNIX time", v)
+	return 0, nameErr(f, "cannot convert a value of type %T to a UNIX time", v)
 }
 
-func unixFromTime(t time.Time, f field) (int64, error) {
+func unixFromTime(t time.Time, f string) (int64, error) {
 	if t.IsZero() {
 		// The MySQL driver's zero DATETIME (0000-00-00): "no value".
 		return 0, nil
@@ -94,10 +94,10 @@ func unixFromTime(t time.Time, f field) (int64, error) {
 // unixFromInt reads an integer as UNIX seconds (up to 10 digits),
 // milliseconds (13 digits) or microseconds (16 digits). Other lengths are
 // refused rather than guessed.
-func unixFromInt(n int64, f field) (int64, error) {
+func unixFromInt(n int64, f string) (int64, error) {
 	switch {
 	case n < 0:
-		return 0, fieldErr(f, "%d is before 1970 (a negative UNIX time)", n)
+		return 0, nameErr(f, "%d is before 1970 (a negative UNIX time)", n)
 	case n <= maxUnix:
 		return n, nil
 	case n >= 1e12 && n < 1e13:
@@ -108,19 +108,19 @@ func unixFromInt(n int64, f field) (int64, error) {
 	return 0, badInteger(f, strconv.FormatInt(n, 10))
 }
 
-func unixFromFloat(x float64, f field) (int64, error) {
+func unixFromFloat(x float64, f string) (int64, error) {
 	if math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x) || math.Abs(x) >= 1e18 {
-		return 0, fieldErr(f, "%v is not a whole number of seconds, milliseconds or microseconds", x)
+		return 0, nameErr(f, "%v is not a whole number of seconds, milliseconds or microseconds", x)
 	}
 	return unixFromInt(int64(x), f)
 }
 
-func badInteger(f field, n string) *FieldError {
-	return fieldErr(f, "%s is not a UNIX time in seconds (up to 10 digits), milliseconds (13) or microseconds (16)", n)
+func badInteger(f string, n string) *FieldError {
+	return nameErr(f, "%s is not a UNIX time in seconds (up to 10 digits), milliseconds (13) or microseconds (16)", n)
 }
 
-func outOfRange(f field, shown string) *FieldError {
-	return fieldErr(f, "%s is outside 1970-01-01 to 2286-11-20, the range of a 10-digit UNIX time", shown)
+func outOfRange(f string, shown string) *FieldError {
+	return nameErr(f, "%s is outside 1970-01-01 to 2286-11-20, the range of a 10-digit UNIX time", shown)
 }
 
 // text is a column value holding text: []byte from the MySQL driver, string
@@ -132,7 +132,7 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // unixFromText reads digit-only text as an integer UNIX time, and anything
 // else as a DATETIME/TIMESTAMP ("2023-01-11 07:16:59[.123456]", in loc) or
 // RFC 3339 text.
-func unixFromText[T text](s T, f field, loc *time.Location) (int64, error) {
+func unixFromText[T text](s T, f string, loc *time.Location) (int64, error) {
 	start, end := 0, len(s)
 	for start < end && isSpace(s[start]) {
 		start++
@@ -163,7 +163,7 @@ func unixFromText[T text](s T, f field, loc *time.Location) (int64, error) {
 	u, zero, ok := parseDatetime(s, start, end, loc)
 	switch {
 	case !ok:
-		return 0, fieldErr(f, "cannot convert %q to a UNIX time: want a DATETIME or TIMESTAMP (2006-01-02 15:04:05), RFC 3339 text or an integer",
+		return 0, nameErr(f, "cannot convert %q to a UNIX time: want a DATETIME or TIMESTAMP (2006-01-02 15:04:05), RFC 3339 text or an integer",
 			truncate(string(s)[start:end], 40))
 	case zero:
 		return 0, nil
@@ -288,7 +288,7 @@ func daysIn(year, month int) int {
 
 // toMetadata converts a JSON or text column holding a JSON object into its
 // compact form; nil (field left out) for NULL, empty text and JSON null.
-func toMetadata(v any, f field) (json.RawMessage, error) {
+func toMetadata(v any, f string) (json.RawMessage, error) {
 	var src []byte
 	switch x := v.(type) {
 	case nil:
@@ -300,7 +300,7 @@ func toMetadata(v any, f field) (json.RawMessage, error) {
 	case sql.RawBytes:
 		src = x
 	default:
-		return nil, fieldErr(f, "must be a JSON object, got a value of type %T", v)
+		return nil, nameErr(f, "must be a JSON object, got a value of type %T", v)
 	}
 	src = bytes.TrimSpace(src)
 	if len(src) == 0 || string(src) == "null" {
@@ -311,14 +311,14 @@ func toMetadata(v any, f field) (json.RawMessage, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(src))
 	if err := json.Compact(&buf, src); err != nil {
-		return nil, fieldErr(f, "must be a JSON object, got invalid JSON: %v", err)
+		return nil, nameErr(f, "must be a JSON object, got invalid JSON: %v", err)
 	}
 	out := buf.Bytes()
 	if out[0] != '{' {
-		return nil, fieldErr(f, "must be a JSON object, got %s", jsonKind(out[0]))
+		return nil, nameErr(f, "must be a JSON object, got %s", jsonKind(out[0]))
 	}
 	if len(out) > maxMetadata {
-		return nil, fieldErr(f, "must be at most %d bytes as compact JSON, got %d", maxMetadata, len(out))
+		return nil, nameErr(f, "must be at most %d bytes as compact JSON, got %d", maxMetadata, len(out))
 	}
 	return out, nil
 }
@@ -337,7 +337,7 @@ func jsonKind(first byte) string {
 
 // toTags converts a JSON array of strings or a comma-separated list into
 // tags: trimmed, empty ones dropped; nil (field left out) when none remain.
-func toTags(v any, f field) ([]string, error) {
+func toTags(v any, f string) ([]string, error) {
 	var s string
 	switch x := v.(type) {
 	case nil:
@@ -349,7 +349,7 @@ func toTags(v any, f field) ([]string, error) {
 	case sql.RawBytes:
 		s = string(x)
 	default:
-		return nil, fieldErr(f, "must be a JSON array of strings or a comma-separated list, got a value of type %T", v)
+		return nil, nameErr(f, "must be a JSON array of strings or a comma-separated list, got a value of type %T", v)
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -365,11 +365,11 @@ func toTags(v any, f field) ([]string, error) {
 		tags = commaList(s)
 	}
 	if len(tags) > maxTags {
-		return nil, fieldErr(f, "must be at most %d tags, got %d", maxTags, len(tags))
+		return nil, nameErr(f, "must be at most %d tags, got %d", maxTags, len(tags))
 	}
 	for i, t := range tags {
 		if n := runeCount(t, maxTag); n > maxTag {
-			return nil, fieldErr(f, "tag %d must be at most %d characters, got %d", i+1, maxTag, n)
+			return nil, nameErr(f, "tag %d must be at most %d characters, got %d", i+1, maxTag, n)
 		}
 	}
 	if len(tags) == 0 {
@@ -397,9 +397,9 @@ func commaList(s string) []string {
 
 // jsonStrings parses a JSON array of strings without reflection; strings
 // without escapes share s's memory.
-func jsonStrings(s string, f field) ([]string, error) {
+func jsonStrings(s string, f string) ([]string, error) {
 	invalid := func() error {
-		return fieldErr(f, "must be a JSON array of strings or a comma-separated list, got invalid JSON")
+		return nameErr(f, "must be a JSON array of strings or a comma-separated list, got invalid JSON")
 	}
 	skip := func(i int) int {
 		for i < len(s) && isSpace(s[i]) {
@@ -417,7 +417,7 @@ func jsonStrings(s string, f field) ([]string, error) {
 				return nil, invalid()
 			}
 			if s[i] != '"' {
-				return nil, fieldErr(f, "must be a JSON array of strings, element %d is not a string", n)
+				return nil, nameErr(f, "must be a JSON array of strings, element %d is not a string", n)
 			}
 			j, escaped := i+1, false
 			for j < len(s) && s[j] != '"' {

@@ -1,21 +1,21 @@
-// Package mapping turns one row of the user's source query into the
-// cometchat.Group that CometChat's data-import endpoint takes.
+// Package mapping turns one row of a stream's source query into the object
+// CometChat's data-import endpoint takes: a cometchat.Group (Mapper), User
+// (UserMapper) or Member (MemberMapper).
 //
 // The query's column names are the mapping: a column named "name" becomes the
-// group's name, "owner_avatar" the owner's avatar, and so on. New checks the
-// columns once at start-up; Map then converts each row without reflection,
-// and refuses rows that break CometChat's documented constraints so that they
-// become row errors here instead of failed API calls.
+// group's name, "owner_avatar" the owner's avatar, and so on. New, NewUsers
+// and NewMembers check the columns once at start-up (columns.go); Map then
+// converts each row without reflection (the conversions are shared:
+// convert.go, fields.go), and refuses rows that break CometChat's
+// documented constraints so that they become row errors here instead of
+// failed API calls.
 package mapping
 
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
@@ -102,12 +102,12 @@ const (
 // Mapper converts rows of one query into import objects. It is safe for
 // concurrent use: Map only reads it.
 type Mapper struct {
-	columns []string
-	// index holds, per import field, the position of its column in a row,
-	// or -1 when the query does not select it.
-	index [numFields]int
-	loc   *time.Location
+	binding
 }
+
+// groupSchema is the groups' import fields; a legacy config names its
+// query source.query.
+var groupSchema = schema{section: "source", names: fieldNames[:], required: []field{fGUID, fName, fType}}
 
 // FieldError is a row that cannot be imported: a value that cannot be
 // converted, or that breaks one of CometChat's documented constraints.
@@ -124,17 +124,17 @@ func (e *FieldError) Error() string {
 }
 
 func fieldErr(f field, format string, args ...any) *FieldError {
-	return &FieldError{Field: fieldNames[f], Message: fmt.Sprintf(format, args...)}
+	return nameErr(fieldNames[f], format, args...)
+}
+
+// nameErr is a *FieldError of the import field named name.
+func nameErr(name, format string, args ...any) *FieldError {
+	return &FieldError{Field: name, Message: fmt.Sprintf(format, args...)}
 }
 
 // GUIDColumn is the result column the guid is mapped from, as the query
 // names it.
-func (m *Mapper) GUIDColumn() string { return m.columns[m.index[fGUID]] }
-
-// Columns returns the query's result columns, as given to New.
-func (m *Mapper) Columns() []string {
-	return append([]string(nil), m.columns...)
-}
+func (m *Mapper) GUIDColumn() string { return m.column(fGUID) }
 
 // Map converts one row, values aligned with Columns, into an import object.
 // NULL (nil) and empty text leave an optional field out.
@@ -235,87 +235,12 @@ func (m *Mapper) ownerDetails(values []any) (*cometchat.OwnerDetails, error) {
 	return d, nil
 }
 
-// text maps an optional text field of at most max characters; "" when the
-// column is absent, NULL or empty.
-func (m *Mapper) text(values []any, f field, max int) (string, error) {
-	i := m.index[f]
-	if i < 0 {
-		return "", nil
-	}
-	s, _, err := toText(values[i], f)
-	if err != nil {
-		return "", err
-	}
-	if n := runeCount(s, max); n > max {
-		return "", fieldErr(f, "must be at most %d characters, got %d", max, n)
-	}
-	return s, nil
-}
+func mapGUID(v any) (string, error) { return mapID(v, "guid", "group") }
 
-func (m *Mapper) time(values []any, f field) (int64, error) {
-	if i := m.index[f]; i >= 0 {
-		return toUnix(values[i], f, m.loc)
-	}
-	return 0, nil
-}
-
-func (m *Mapper) metadata(values []any, f field) (json.RawMessage, error) {
-	if i := m.index[f]; i >= 0 {
-		return toMetadata(values[i], f)
-	}
-	return nil, nil
-}
-
-func (m *Mapper) tags(values []any, f field) ([]string, error) {
-	if i := m.index[f]; i >= 0 {
-		return toTags(values[i], f)
-	}
-	return nil, nil
-}
-
-func mapGUID(v any) (string, error) {
-	s, ok, err := toText(v, fGUID)
-	if err != nil {
-		return "", err
-	}
-	if !ok {
-		return "", fieldErr(fGUID, "is NULL; every group needs a guid")
-	}
-	// CometChat lowercases guids; doing it here keeps the local state keyed
-	// the same way. ToLower returns s itself when there is nothing to change.
-	s = strings.ToLower(strings.TrimSpace(s))
-	if len(s) == 0 {
-		return "", fieldErr(fGUID, "must be 1 to %d characters, got 0", maxGUID)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return "", fieldErr(fGUID, "may only contain a-z, 0-9, - and _, got %q", truncate(s, 40))
-		}
-	}
-	// All ASCII from here: bytes are characters.
-	if len(s) > maxGUID {
-		return "", fieldErr(fGUID, "must be 1 to %d characters, got %d", maxGUID, len(s))
-	}
-	return s, nil
-}
-
-func mapName(v any) (string, error) {
-	s, ok, err := toText(v, fName)
-	if err != nil {
-		return "", err
-	}
-	if !ok {
-		return "", fieldErr(fName, "is NULL; every group needs a name")
-	}
-	if n := runeCount(s, maxName); n == 0 || n > maxName {
-		return "", fieldErr(fName, "must be 1 to %d characters, got %d", maxName, n)
-	}
-	return s, nil
-}
+func mapName(v any) (string, error) { return mapRequiredText(v, "name", "group", maxName) }
 
 func mapType(v any) (string, error) {
-	s, ok, err := toText(v, fType)
+	s, ok, err := toText(v, "type")
 	if err != nil {
 		return "", err
 	}
@@ -359,25 +284,7 @@ func truncate(s string, n int) string {
 // and extra (e.g. the cursor settings). It changes when the query or the
 // mapping changes, so that a pass can tell groups were sent under another.
 func (m *Mapper) Fingerprint(query string, extra ...string) string {
-	h := sha256.New()
-	// Length-prefixed parts: no two different inputs share a byte stream.
-	part := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	part(mappingVersion)
-	part(fmt.Sprint(len(m.columns)))
-	for _, c := range m.columns {
-		part(c)
-	}
-	part(m.loc.String())
-	part(query)
-	for _, e := range extra {
-		part(e)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return m.fingerprint(mappingVersion, query, extra)
 }
 
 // Hash is a content hash of an import object: the first 16 bytes of a

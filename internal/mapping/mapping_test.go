@@ -600,3 +600,24 @@ func BenchmarkMap(b *testing.B) {
 		}
 	}
 }
+
+// A groups query configured in the groups section is told about by that
+// section's keys.
+func TestNewGroupsNamesItsSection(t *testing.T) {
+	_, err := NewGroups([]string{"guid", "name", "title", "id"}, "updated_at", "id", nil)
+	want := `groups.query: 3 problems with the query's columns:
+  column "title" is not an import field
+  required column "type" is missing
+  cursor column "updated_at" (groups.cursor.column) is missing from the query's columns
+  known columns: guid, name, type, password, icon, owner, created_at, metadata, tags, owner_uid, owner_name, owner_avatar, owner_link, owner_role, owner_created_at, owner_last_active_at, owner_metadata, owner_tags, owner_deactivated_at; the cursor column "updated_at" and the tiebreaker "id" are also allowed`
+	if err == nil || err.Error() != want {
+		t.Errorf("NewGroups error:\n got %v\nwant %s", err, want)
+	}
+	m, err := NewGroups([]string{"guid", "name", "type"}, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := m.Map([]any{"G1", "Group", "public"}); err != nil || g.GUID != "g1" {
+		t.Errorf("Map = %+v, %v; want group g1", g, err)
+	}
+}
