@@ -16,8 +16,6 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/config"
-	"github.com/cometsync/cometsync/internal/entities"
-	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
@@ -89,8 +87,8 @@ func statePathError(path string, err error) error {
 		path, strings.TrimPrefix(err.Error(), "state: "))
 }
 
-// groupsStream is the groups stream's settings: the only stream this
-// build wires (openEngine refuses the others rather than ignore them).
+// groupsStream is the groups stream's settings, or empty ones when the
+// config has none.
 func groupsStream(cfg *config.Config) *config.Stream {
 	if cfg.Groups == nil {
 		return &config.Stream{}
@@ -98,40 +96,23 @@ func groupsStream(cfg *config.Config) *config.Stream {
 	return cfg.Groups
 }
 
-// unwiredStreams refuses a config with users or members: this build syncs
-// the groups stream only, and a stream silently ignored would be a sync
-// that reports success having sent nothing of it.
-func unwiredStreams(cfg *config.Config) error {
-	var names []string
-	for _, st := range cfg.Streams() {
-		if st.Name != config.StreamGroups {
-			names = append(names, st.Name)
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	return usageErr(fmt.Errorf("config: %s: this build syncs the groups stream only; the users and members streams "+
-		"are not wired into a pass yet, so they are refused rather than ignored", strings.Join(names, ", ")))
-}
-
 // engine is every part a pass needs, wired together.
 type engine struct {
-	cfg    *config.Config
-	log    *zap.Logger
-	src    *source.Source
-	mapper *mapping.Mapper
-	client *cometchat.Client
-	store  *state.Store
-	syncer *syncer.Syncer
+	cfg     *config.Config
+	log     *zap.Logger
+	client  *cometchat.Client
+	store   *state.Store
+	streams []*streamParts
+	// graph is the streams' engines, in pass order.
+	graph []syncer.Stream
 	// metrics, when set, is told about every request and pass.
 	metrics *metrics.Metrics
 	tmpDir  string // a throwaway state for a dry run before the first pass
 }
 
 func (e *engine) Close() {
-	if e.src != nil {
-		e.src.Close()
+	for _, sp := range e.streams {
+		sp.src.Close()
 	}
 	if e.store != nil {
 		e.store.Close()
@@ -141,14 +122,48 @@ func (e *engine) Close() {
 	}
 }
 
+// selectStreams returns the configured streams named in only (all of them
+// when only is empty), in pass order; a name that is not configured is a
+// usage error.
+func selectStreams(cfg *config.Config, only []string) ([]config.NamedStream, error) {
+	all := cfg.Streams()
+	if len(only) == 0 {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, n := range only {
+		found := false
+		for _, st := range all {
+			found = found || st.Name == n
+		}
+		if !found {
+			var names []string
+			for _, st := range all {
+				names = append(names, st.Name)
+			}
+			return nil, usageErr(fmt.Errorf("--stream %s: not a configured stream (configured: %s)", n, strings.Join(names, ", ")))
+		}
+		want[n] = true
+	}
+	var out []config.NamedStream
+	for _, st := range all {
+		if want[st.Name] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
 // openEngine opens the state (taking its lock first, so a second process
-// fails before touching anything), connects to the source, checks the
-// query's columns against the mapping, and builds the client and syncer.
+// fails before touching anything), builds the client, connects to the
+// source for each selected stream (all when only is empty), checks each
+// query's columns against its mapping, and builds the streams' syncers.
 //
 // A dry run opens the state read-only (no lock, no writes), or a throwaway
 // one when there is no state yet.
-func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool, m *metrics.Metrics) (_ *engine, err error) {
-	if err := unwiredStreams(cfg); err != nil {
+func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool, m *metrics.Metrics, only ...string) (_ *engine, err error) {
+	selected, err := selectStreams(cfg, only)
+	if err != nil {
 		return nil, err
 	}
 	e := &engine{cfg: cfg, log: log, metrics: m}
@@ -176,41 +191,6 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 			m.SetLastSuccess(last)
 		}
 	}
-	sc, gs := cfg.Source, groupsStream(cfg)
-	e.src, err = source.Open(ctx, source.Config{
-		Driver: sc.Driver, DSN: sc.DSN, Query: gs.Query,
-		Cursor: gs.Cursor.Column, Tiebreaker: gs.Cursor.Tiebreaker,
-		Lag: gs.Cursor.Lag.Duration(), IntegerUnit: gs.Cursor.IntegerUnit,
-	}, log.Named("source"))
-	if err != nil {
-		return nil, failedErr(fmt.Errorf("source: %w (check source.dsn and that the database is reachable)", err))
-	}
-	cols, err := e.src.Columns(ctx)
-	if err != nil {
-		return nil, classifySourceErr(err)
-	}
-	e.mapper, err = mapping.New(cols, gs.Cursor.Column, gs.Cursor.Tiebreaker, time.UTC)
-	if err != nil {
-		return nil, usageErr(err)
-	}
-	// The integer cursor's unit, configured or detected from the data; a
-	// configured one the data contradicts stops here, as a config error.
-	unit, err := e.src.Unit(ctx)
-	if err != nil {
-		return nil, classifySourceErr(err)
-	}
-	var start *source.Value
-	if gs.Cursor.Start != "" {
-		kind, err := e.src.CursorKind(ctx)
-		if err != nil {
-			return nil, classifySourceErr(err)
-		}
-		v, err := source.ParseStart(gs.Cursor.Start, kind == source.KindInt)
-		if err != nil {
-			return nil, usageErr(fmt.Errorf("config: source.cursor.start: %w", err))
-		}
-		start = &v
-	}
 	cc := cfg.CometChat
 	var observe func(string, int, string, time.Duration)
 	if m != nil {
@@ -224,17 +204,38 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 		ImportPerMinute: float64(cc.RateLimits.ImportPerMinute), OtherPerMinute: float64(cc.RateLimits.OtherPerMinute),
 		Concurrency: cc.Concurrency,
 	}, log.Named("cometchat"))
-	e.syncer = syncer.New(e.src, entities.Groups{Mapper: e.mapper, API: e.client}, e.client, e.store.Stream("groups"), syncer.Config{
-		PageSize: sc.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: start,
-		// unit.Unit is "seconds" where the old default was: a state synced
-		// with it keeps its fingerprint.
-		Fingerprint:       e.mapper.Fingerprint(gs.Query, gs.Cursor.Column, gs.Cursor.Tiebreaker, unit.Unit),
-		ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
-		Lag:               gs.Cursor.Lag.Duration(),
-		IntegerUnit:       unit.Unit,
-		MaxInvalidPercent: sc.MaxInvalidPercent,
-	}, log.Named("syncer"), time.Now)
+	for _, ns := range selected {
+		sp, err := openStream(ctx, cfg, ns, e.client, log)
+		if err != nil {
+			return nil, err
+		}
+		e.streams = append(e.streams, sp)
+		s := syncer.New(sp.src, sp.entity, e.client, e.store.Stream(ns.Name), syncer.Config{
+			PageSize: cfg.Source.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: sp.start,
+			Fingerprint:       sp.fingerprint,
+			ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),
+			Lag:               ns.Cursor.Lag.Duration(),
+			IntegerUnit:       sp.unit.Unit,
+			MaxInvalidPercent: cfg.Source.MaxInvalidPercent,
+		}, log.Named("syncer").With(zap.String("stream", ns.Name)), time.Now)
+		e.graph = append(e.graph, syncer.Stream{Name: ns.Name, Syncer: s})
+	}
 	return e, nil
+}
+
+// setProgress makes every stream's syncer report its progress to f.
+func (e *engine) setProgress(every time.Duration, f func(stream string, r syncer.Report)) {
+	for _, st := range e.graph {
+		name := st.Name
+		st.ProgressEvery = every
+		st.Progress = func(r syncer.Report) { f(name, r) }
+	}
+}
+
+// failedRows counts the rows in the error store, and the parked ones, of
+// the stream named.
+func (e *engine) failedRows(name string) (total, parked int, err error) {
+	return e.store.Stream(name).FailedRows(context.Background())
 }
 
 // classifySourceErr makes a column problem, or an integer unit the data
@@ -248,25 +249,34 @@ func classifySourceErr(err error) error {
 	return failedErr(fmt.Errorf("source: %w", err))
 }
 
-// observePass tells the metrics what a pass did.
-func (e *engine) observePass(rep syncer.Report, runErr error) {
+// observePass tells the metrics what a pass did, stream by stream.
+func (e *engine) observePass(g syncer.GraphReport, runErr error) {
 	if e.metrics == nil {
 		return
 	}
 	m := e.metrics
-	m.Rows(metrics.OutcomeImported, rep.Imported)
-	m.Rows(metrics.OutcomeUpdated, rep.Updated)
-	m.Rows(metrics.OutcomeUnchanged, rep.Unchanged)
-	m.Rows(metrics.OutcomeRejected, rep.NewRejected)
-	m.Rows(metrics.OutcomeInvalid, rep.NewInvalid)
-	m.Rows(metrics.OutcomeDuplicate, rep.NewDuplicate)
-	m.Retries(metrics.RetryFailed, rep.Failed()-rep.NewFailed())
-	m.Retries(metrics.RetryCleared, rep.Cleared)
-	p := metrics.Pass{OK: runErr == nil, Duration: rep.Duration, End: passEnd(rep), CursorLag: rep.CursorLag, Beyond: rep.Beyond}
-	if total, parked, err := e.store.Stream("groups").FailedRows(context.Background()); err == nil {
-		p.FailedRows, p.ParkedRows = total, parked
+	for _, name := range g.Names {
+		sr := g.Streams[name]
+		if !sr.Ran {
+			continue
+		}
+		rep := sr.Report
+		m.Rows(name, metrics.OutcomeImported, rep.Imported)
+		m.Rows(name, metrics.OutcomeUpdated, rep.Updated)
+		m.Rows(name, metrics.OutcomeUnchanged, rep.Unchanged)
+		m.Rows(name, metrics.OutcomeRejected, rep.NewRejected)
+		m.Rows(name, metrics.OutcomeInvalid, rep.NewInvalid)
+		m.Rows(name, metrics.OutcomeDuplicate, rep.NewDuplicate)
+		m.Retries(name, metrics.RetryFailed, rep.Failed()-rep.NewFailed())
+		m.Retries(name, metrics.RetryCleared, rep.Cleared)
+		sp := metrics.StreamPass{CursorLag: rep.CursorLag, Beyond: rep.Beyond}
+		if total, parked, err := e.failedRows(name); err == nil {
+			sp.FailedRows, sp.ParkedRows = total, parked
+		}
+		m.ObserveStream(name, sp)
 	}
-	m.ObservePass(p)
+	total := g.Total()
+	m.ObservePass(metrics.Pass{OK: runErr == nil, Duration: total.Duration, End: passEnd(total)})
 }
 
 // passEnd is when a pass ended, as the state and the metrics record it.

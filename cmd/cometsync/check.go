@@ -79,20 +79,26 @@ func (c *checker) line(prefix, format string, args ...any) {
 // runCheck prints one line per check and returns the counts.
 func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample int, w io.Writer) *checker {
 	c := &checker{w: w}
-	sc, gs := cfg.Source, groupsStream(cfg)
+	sc := cfg.Source
 	c.ok("config: valid (source %s %s; CometChat %s)", sc.Driver, config.RedactDSN(sc.Driver, sc.DSN), cfg.RedactedAPIBaseURL())
 
-	src, err := source.Open(ctx, source.Config{
-		Driver: sc.Driver, DSN: sc.DSN, Query: gs.Query, Cursor: gs.Cursor.Column, Tiebreaker: gs.Cursor.Tiebreaker,
-		Lag: gs.Cursor.Lag.Duration(), IntegerUnit: gs.Cursor.IntegerUnit, ConnectTimeout: 5 * time.Second,
-	}, log.Named("source"))
-	if err != nil {
-		c.bad("source: %v (check source.dsn and that the database is reachable from here)", err)
-	} else {
-		defer src.Close()
+	several := len(cfg.Streams()) > 1
+	for _, ns := range cfg.Streams() {
+		if several {
+			fmt.Fprintf(c.w, "\n%s:\n", ns.Name)
+		}
+		srcCfg := sourceConfig(cfg, ns)
+		srcCfg.ConnectTimeout = 5 * time.Second
+		src, err := source.Open(ctx, srcCfg, log.Named("source"))
+		if err != nil {
+			c.bad("source: %v (check source.dsn and that the database is reachable from here)", err)
+			break
+		}
 		c.ok("source: connected")
-		checkQuery(ctx, cfg, src, sample, c)
+		checkQuery(ctx, cfg, ns, src, sample, c)
+		src.Close()
 	}
+	fmt.Fprintln(c.w)
 
 	client := cometchat.New(cometchat.Config{
 		BaseURL: cfg.APIBaseURL(), APIKey: cfg.CometChat.APIKey, Timeout: cfg.CometChat.Timeout.Duration(),

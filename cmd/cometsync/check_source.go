@@ -5,30 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/cometsync/cometsync/internal/config"
-	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/source"
 )
 
 // checkQuery checks the columns against the mapping, the cursor (its unit,
 // its range against the upper bound, its NULLs), the keyset's index, and
 // maps a sample.
-func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sample int, c *checker) {
-	gs := groupsStream(cfg)
+func checkQuery(ctx context.Context, cfg *config.Config, ns config.NamedStream, src *source.Source, sample int, c *checker) {
+	gs := ns.Stream
 	cols, err := src.Columns(ctx)
 	if err != nil {
-		c.bad("source.query: %v", err)
+		c.bad("%s.query: %v", ns.Key, err)
 		return
 	}
-	mapper, err := mapping.New(cols, gs.Cursor.Column, gs.Cursor.Tiebreaker, time.UTC)
+	entity, _, err := newEntity(ns, cols, "", nil)
 	if err != nil {
 		c.bad("%v", err)
 		return
 	}
-	c.ok("source.query: columns %v map to import fields", cols)
-	upper, unit, ok := checkCursor(ctx, cfg, src, c)
+	c.ok("%s.query: columns %v map to import fields", ns.Key, cols)
+	upper, unit, ok := checkCursor(ctx, ns, src, c)
 	if !ok {
 		return
 	}
@@ -37,7 +35,7 @@ func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sam
 		c.ok("source: %d rows to sync on a first pass (%s at %s groups a minute: cometchat.rate_limits.import_per_minute %d × batch_size %d)",
 			n, backfillTime(n, perMinute), thousands(perMinute), cfg.CometChat.RateLimits.ImportPerMinute, cfg.CometChat.BatchSize)
 	}
-	checkRange(ctx, cfg, src, upper, unit, c)
+	checkRange(ctx, ns, src, upper, unit, c)
 	switch n, err := src.NullCursors(ctx); {
 	case err != nil:
 		c.warn("source: could not count the rows whose %s is NULL: %v", gs.Cursor.Column, err)
@@ -52,14 +50,14 @@ func checkQuery(ctx context.Context, cfg *config.Config, src *source.Source, sam
 		c.bad("source: read a sample: %v", err)
 		return
 	}
-	checkIndex(ctx, cfg, src, upper, rows, c)
-	checkSample(ctx, cols, mapper, src, rows, c)
+	checkIndex(ctx, cfg, ns, src, upper, rows, c)
+	checkSample(ctx, ns, entity, src, rows, c)
 }
 
 // checkCursor prints the cursor's kind, its unit when it is an integer, and
 // the pass's upper bound; ok is false when a pass cannot start.
-func checkCursor(ctx context.Context, cfg *config.Config, src *source.Source, c *checker) (upper source.Value, unit string, ok bool) {
-	cur := groupsStream(cfg).Cursor
+func checkCursor(ctx context.Context, ns config.NamedStream, src *source.Source, c *checker) (upper source.Value, unit string, ok bool) {
+	cur := ns.Cursor
 	kind, err := src.CursorKind(ctx)
 	if err != nil {
 		c.bad("%v", err)
@@ -103,8 +101,8 @@ func checkCursor(ctx context.Context, cfg *config.Config, src *source.Source, c 
 // checkRange prints where the cursor's values lie, and fails when all or
 // most rows are beyond the pass's upper bound: a pass would read none of
 // them, with no error.
-func checkRange(ctx context.Context, cfg *config.Config, src *source.Source, upper source.Value, unit string, c *checker) {
-	cur := groupsStream(cfg).Cursor
+func checkRange(ctx context.Context, ns config.NamedStream, src *source.Source, upper source.Value, unit string, c *checker) {
+	cur := ns.Cursor
 	r, err := src.CursorRange(ctx, upper)
 	switch {
 	case err != nil:
@@ -144,8 +142,8 @@ func beyondCause(upper source.Value, unit string) string {
 // the upper bound) and warns unless a page is read in the order of an index
 // on (cursor, tiebreaker): anything else reads, and sorts, more than the
 // page on every page.
-func checkIndex(ctx context.Context, cfg *config.Config, src *source.Source, upper source.Value, rows []source.Row, c *checker) {
-	cur := groupsStream(cfg).Cursor
+func checkIndex(ctx context.Context, cfg *config.Config, ns config.NamedStream, src *source.Source, upper source.Value, rows []source.Row, c *checker) {
+	cur := ns.Cursor
 	if len(rows) == 0 {
 		c.note("source: the query has no rows yet, so its index on (%s, %s) was not checked", cur.Column, cur.Tiebreaker)
 		return

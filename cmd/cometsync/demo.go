@@ -156,7 +156,7 @@ func runDemo(ctx context.Context, dir string, kept bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeErrors(out, rows, false)
+	return writeErrors(out, rows, false, false)
 }
 
 func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.Writer, opts syncer.Options) error {
@@ -165,10 +165,10 @@ func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.W
 		return err
 	}
 	defer eng.Close()
-	rep, err := eng.syncer.Run(ctx, opts)
-	recordPass(eng, rep, err)
+	g, err := syncer.RunStreams(ctx, eng.graph, opts)
+	recordPass(eng, g, err)
 	var b strings.Builder
-	printReport(&b, rep, err == nil)
+	printGraph(&b, eng, g)
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		fmt.Fprintf(out, "   %s\n", line)
 	}

@@ -254,10 +254,10 @@ func TestRowErrorsAreCountedOnceInTheMetrics(t *testing.T) {
 		return ""
 	})
 	_, m := get(t, "http://"+addr+"/metrics")
-	if !strings.Contains(m, `cometsync_rows_total{outcome="invalid"} 2`+"\n") {
+	if !strings.Contains(m, `cometsync_rows_total{outcome="invalid",stream="groups"} 2`+"\n") {
 		t.Errorf("invalid rows counted more than once:\n%s", grepLines(m, "cometsync_row"))
 	}
-	if !strings.Contains(m, `cometsync_row_retries_total{outcome="failed"} `) || strings.Contains(m, `cometsync_row_retries_total{outcome="failed"} 0`+"\n") {
+	if !strings.Contains(m, `cometsync_row_retries_total{outcome="failed",stream="groups"} `) || strings.Contains(m, `cometsync_row_retries_total{outcome="failed",stream="groups"} 0`+"\n") {
 		t.Errorf("retries of the invalid rows are not counted:\n%s", grepLines(m, "cometsync_row"))
 	}
 }

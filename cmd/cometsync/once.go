@@ -24,8 +24,9 @@ import (
 func newOnceCmd() *cobra.Command {
 	var path string
 	var resync, rescan, dryRun bool
+	var streams []string
 	cmd := &cobra.Command{
-		Use:   "once --config FILE [--resync | --rescan] [--dry-run]",
+		Use:   "once --config FILE [--stream users,groups,members] [--resync | --rescan] [--dry-run]",
 		Short: "Run one pass, then exit (for CronJobs and by hand)",
 		Long: `Run one pass: read the rows changed since the checkpoint (and the rows that failed
 before), upsert them into CometChat, record the outcome, exit.
@@ -36,6 +37,10 @@ not see (a bulk fix, a joined table, a new query or mapping). It costs a read
 of the table, not a backfill. --resync re-reads every row and sends every
 group: for a new or emptied CometChat app, or one changed outside cometsync.
 Either one, if interrupted, is carried on by the next pass.
+
+The configured streams run in order: users, then groups, then members (a
+member needs its user and its group), each with its own checkpoint.
+--stream runs only the streams named; --resync and --rescan apply to them.
 
 Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 1 the pass failed (the checkpoint stays after the last acknowledged batch),
@@ -50,13 +55,14 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 				return err
 			}
 			defer stop()
-			return runOnce(ctx, cfg, log, syncer.Options{Resync: resync, Rescan: rescan}, dryRun, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runOnce(ctx, cfg, log, syncer.Options{Resync: resync, Rescan: rescan}, dryRun, streams, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
 	cmd.Flags().BoolVar(&rescan, "rescan", false, "re-read every row from the start and send only the groups whose object changed")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
+	cmd.Flags().StringSliceVar(&streams, "stream", nil, "run only these streams (users, groups, members; comma-separated or repeated)")
 	return cmd
 }
 
@@ -85,30 +91,34 @@ func signalContext(parent context.Context, log *zap.Logger) (context.Context, fu
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-// runOnce runs one pass and reports it.
-func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts syncer.Options, dryRun bool, stdout, stderr io.Writer) error {
+// runOnce runs one pass of the selected streams and reports it.
+func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts syncer.Options, dryRun bool, only []string, stdout, stderr io.Writer) error {
 	var m *metrics.Metrics
 	if cfg.Metrics.Pushgateway != "" && !dryRun {
 		m = metrics.New(version, false)
 	}
-	eng, err := openEngine(ctx, cfg, log, dryRun, m)
+	eng, err := openEngine(ctx, cfg, log, dryRun, m, only...)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	if m != nil {
+		m.Streams(eng.streamNames()...)
+	}
 	if dryRun {
 		opts.DryRun = stdout
-		rep, runErr := eng.syncer.Run(ctx, opts)
+		g, runErr := syncer.RunStreams(ctx, eng.graph, opts)
+		rep := g.Total()
 		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d duplicate keys, %d parked; nothing was sent or recorded\n",
 			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Duplicate, rep.Parked)
 		return passFailure(cfg, runErr)
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))
-	eng.syncer.Progress, eng.syncer.ProgressEvery = prog.report, prog.every
-	rep, runErr := eng.syncer.Run(ctx, opts)
+	eng.setProgress(prog.every, prog.report)
+	g, runErr := syncer.RunStreams(ctx, eng.graph, opts)
 	prog.done()
-	recordPass(eng, rep, runErr)
-	eng.observePass(rep, runErr)
+	recordPass(eng, g, runErr)
+	eng.observePass(g, runErr)
 	if m != nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := m.Push(pctx, cfg.Metrics.Pushgateway, "cometsync"); err != nil {
@@ -116,17 +126,69 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 		}
 		cancel()
 	}
-	printReport(stdout, rep, runErr == nil)
-	if rep.MostlyBeyond {
-		fmt.Fprintf(stdout, "WARNING: %d rows have a cursor after this pass's upper bound and were not read: see the log, and run 'cometsync check'\n", rep.Beyond)
-	}
-	if rep.FingerprintChanged {
-		fmt.Fprintln(stdout, "note: source.query or the mapping changed since the last full sync; groups that did not change since then still follow the old mapping. Run 'cometsync once --rescan' to send the groups whose object changed ('--resync' sends every group).")
-	}
-	if total, _, err := eng.store.Stream("groups").FailedRows(ctx); err == nil && total > 0 {
+	printGraph(stdout, eng, g)
+	if total := failedTotal(eng); total > 0 {
 		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)
 	}
 	return passFailure(cfg, runErr)
+}
+
+// streamNames are the engine's streams, in pass order.
+func (e *engine) streamNames() []string {
+	names := make([]string, len(e.graph))
+	for i, st := range e.graph {
+		names[i] = st.Name
+	}
+	return names
+}
+
+// failedTotal counts the rows in the error store of the engine's streams.
+func failedTotal(e *engine) int {
+	n := 0
+	for _, name := range e.streamNames() {
+		if total, _, err := e.failedRows(name); err == nil {
+			n += total
+		}
+	}
+	return n
+}
+
+// printGraph prints each stream's summary (prefixed with its name when
+// there are several) and the notes the pass calls for.
+func printGraph(w io.Writer, e *engine, g syncer.GraphReport) {
+	several := len(g.Names) > 1
+	for _, name := range g.Names {
+		sr := g.Streams[name]
+		prefix := ""
+		if several {
+			prefix = name + ": "
+		}
+		if !sr.Ran {
+			fmt.Fprintf(w, "%snot run: the pass stopped before it\n", prefix)
+			continue
+		}
+		var b strings.Builder
+		printReport(&b, sr.Report, sr.Error == "", e.unitOf(name))
+		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			fmt.Fprintf(w, "%s%s\n", prefix, line)
+		}
+		if sr.MostlyBeyond {
+			fmt.Fprintf(w, "%sWARNING: %d rows have a cursor after this pass's upper bound and were not read: see the log, and run 'cometsync check'\n", prefix, sr.Beyond)
+		}
+		if sr.FingerprintChanged {
+			fmt.Fprintf(w, "%snote: the query or the mapping changed since the last full sync; objects that did not change since then still follow the old mapping. Run 'cometsync once --rescan' to send the objects whose content changed ('--resync' sends every object).\n", prefix)
+		}
+	}
+}
+
+// unitOf is the integer cursor unit in use for the named stream.
+func (e *engine) unitOf(name string) string {
+	for _, sp := range e.streams {
+		if sp.Name == name {
+			return sp.unit.Unit
+		}
+	}
+	return ""
 }
 
 // passFailure turns a failed pass into an exit-1 error whose message says
@@ -139,38 +201,62 @@ func passFailure(cfg *config.Config, err error) error {
 		return failedErr(errors.New("interrupted: what CometChat acknowledged is recorded; the next pass goes on from there"))
 	}
 	if cometchat.IsAuth(err) {
+		// The API's own answer says it all; the pass and stream around it
+		// would only repeat that it failed.
+		var ae *cometchat.APIError
+		if errors.As(err, &ae) {
+			err = ae
+		}
 		return failedErr(fmt.Errorf("CometChat refused the credentials: %v. Check cometchat.api_key (a REST API key with fullAccess scope), cometchat.app_id %q and cometchat.region %q", err, cfg.CometChat.AppID, cfg.CometChat.Region))
+	}
+	// Name the stream when the config has several.
+	stream, key := "", "source.query"
+	var se *syncer.StreamError
+	if errors.As(err, &se) {
+		for _, st := range cfg.Streams() {
+			if st.Name == se.Stream {
+				key = st.Key + ".query"
+			}
+		}
+		if len(cfg.Streams()) > 1 {
+			stream = se.Stream + ": "
+		}
 	}
 	var pe *syncer.PassError
 	if errors.As(err, &pe) {
 		switch pe.Stage {
 		case syncer.StageSource:
-			return failedErr(fmt.Errorf("reading the source failed: %v. The checkpoint stays after the last acknowledged batch; run again once the database is reachable", pe.Err))
+			return failedErr(fmt.Errorf("%sreading the source failed: %v. The checkpoint stays after the last acknowledged batch; run again once the database is reachable", stream, pe.Err))
 		case syncer.StageAPI:
-			return failedErr(fmt.Errorf("CometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", pe.Err))
+			return failedErr(fmt.Errorf("%sCometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", stream, pe.Err))
 		case syncer.StageState:
-			return failedErr(fmt.Errorf("the state file failed: %v. Check state.path %q (disk space, permissions)", pe.Err, cfg.State.Path))
+			return failedErr(fmt.Errorf("%sthe state file failed: %v. Check state.path %q (disk space, permissions)", stream, pe.Err, cfg.State.Path))
 		case syncer.StageCursor:
-			return failedErr(fmt.Errorf("%v. Nothing was read; run 'cometsync check' to see the cursor's range", pe.Err))
+			return failedErr(fmt.Errorf("%s%v. Nothing was read; run 'cometsync check' to see the cursor's range", stream, pe.Err))
 		case syncer.StageMapping:
-			return failedErr(fmt.Errorf("%v. The rows are in the error store ('cometsync errors'); fix source.query or the mapping "+
+			return failedErr(fmt.Errorf("%s%v. The rows are in the error store ('cometsync errors'); fix %s or the mapping "+
 				"(run 'cometsync check' to see sampled rows as they would be sent), and they are retried on the next pass. "+
-				"If the data really is this bad, raise source.max_invalid_percent (now %d)", pe.Err, cfg.Source.MaxInvalidPercent))
+				"If the data really is this bad, raise source.max_invalid_percent (now %d)", stream, pe.Err, key, cfg.Source.MaxInvalidPercent))
 		}
 	}
 	return failedErr(err)
 }
 
-// lastPass is what `status` shows of the most recent pass.
+// lastPass is what `status` shows of the most recent pass: the figures
+// summed over its streams, and each stream's.
 type lastPass struct {
 	syncer.Report
-	FinishedAt time.Time `json:"finished_at"`
-	OK         bool      `json:"ok"`
-	Error      string    `json:"error,omitempty"`
+	Streams    map[string]syncer.StreamReport `json:"streams,omitempty"`
+	FinishedAt time.Time                      `json:"finished_at"`
+	OK         bool                           `json:"ok"`
+	Error      string                         `json:"error,omitempty"`
 }
 
-func recordPass(eng *engine, rep syncer.Report, runErr error) {
-	lp := lastPass{Report: rep, FinishedAt: passEnd(rep), OK: runErr == nil}
+// recordPass stores the pass's figures in the state and logs a summary
+// for each stream.
+func recordPass(eng *engine, g syncer.GraphReport, runErr error) {
+	total := g.Total()
+	lp := lastPass{Report: total, Streams: g.Streams, FinishedAt: passEnd(total), OK: runErr == nil}
 	if runErr != nil {
 		lp.Error = runErr.Error()
 	}
@@ -184,19 +270,27 @@ func recordPass(eng *engine, rep syncer.Report, runErr error) {
 	if err != nil {
 		eng.log.Warn("could not record the pass summary", zap.Error(err))
 	}
-	fields := []zap.Field{
-		zap.Bool("ok", runErr == nil), zap.Int("read", rep.Read), zap.Int("imported", rep.Imported), zap.Int("updated", rep.Updated),
-		zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("duplicate", rep.Duplicate),
-		zap.Int("new_failed", rep.NewFailed()), zap.Int("parked", rep.Parked),
-		zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
+	for _, name := range g.Names {
+		sr := g.Streams[name]
+		if !sr.Ran {
+			continue
+		}
+		rep := sr.Report
+		fields := []zap.Field{
+			zap.String("stream", name),
+			zap.Bool("ok", sr.Error == ""), zap.Int("read", rep.Read), zap.Int("imported", rep.Imported), zap.Int("updated", rep.Updated),
+			zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("duplicate", rep.Duplicate),
+			zap.Int("new_failed", rep.NewFailed()), zap.Int("parked", rep.Parked),
+			zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
+		}
+		if kind := passKind(rep); kind != "pass" {
+			fields = append(fields, zap.String("full_pass", strings.TrimSuffix(kind, " pass")))
+		}
+		if sr.Error != "" {
+			fields = append(fields, zap.String("error", sr.Error))
+		}
+		eng.log.Info("pass summary", fields...)
 	}
-	if kind := passKind(rep); kind != "pass" {
-		fields = append(fields, zap.String("full_pass", strings.TrimSuffix(kind, " pass")))
-	}
-	if runErr != nil {
-		fields = append(fields, zap.String("error", runErr.Error()))
-	}
-	eng.log.Info("pass summary", fields...)
 }
 
 // passKind names a pass for its summary: "pass", "resync pass" or
@@ -211,7 +305,9 @@ func passKind(rep syncer.Report) string {
 	return "pass"
 }
 
-func printReport(w io.Writer, rep syncer.Report, ok bool) {
+// printReport prints one stream's summary; unit is its integer cursor's
+// unit ("" to tell it from the magnitude).
+func printReport(w io.Writer, rep syncer.Report, ok bool, unit string) {
 	verdict := passKind(rep) + " complete"
 	if !ok {
 		verdict = passKind(rep) + " did not complete"
@@ -222,7 +318,7 @@ func printReport(w io.Writer, rep syncer.Report, ok bool) {
 	cp := "none yet"
 	if rep.Checkpoint != nil {
 		// The unit is told from the magnitude, as the source detects it.
-		cp = readableCheckpoint(rep.Checkpoint, "")
+		cp = readableCheckpoint(rep.Checkpoint, unit)
 	}
 	fmt.Fprintf(w, "checkpoint: %s\n", cp)
 }

@@ -125,12 +125,12 @@ func TestRunDaemonSyncsOnScheduleWithProbesAndMetrics(t *testing.T) {
 	})
 	_, metrics := get(t, base+"/metrics")
 	for _, want := range []string{
-		`cometsync_rows_total{outcome="imported"} 31`,
+		`cometsync_rows_total{outcome="imported",stream="groups"} 31`,
 		`cometsync_requests_total{code="200",endpoint="import"}`,
 		`cometsync_passes_total{result="success"}`,
 		`cometsync_pass_duration_seconds_bucket`,
-		`cometsync_failed_rows 0`,
-		`cometsync_cursor_lag_seconds 0`,
+		`cometsync_failed_rows{stream="groups"} 0`,
+		`cometsync_cursor_lag_seconds{stream="groups"} 0`,
 		`cometsync_last_success_timestamp_seconds 1.`,
 		`cometsync_build_info{version="dev"} 1`,
 	} {
@@ -193,7 +193,7 @@ func TestOncePushesMetricsToThePushgateway(t *testing.T) {
 		t.Errorf("push went to %q", path)
 	}
 	last := pushed["cometsync_last_success_timestamp_seconds"]
-	if pushed[`cometsync_rows_total{outcome="imported"}`] != 4 || last < float64(time.Now().Add(-time.Minute).Unix()) {
+	if pushed[`cometsync_rows_total{outcome="imported",stream="groups"}`] != 4 || last < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("pushed metrics lack the pass figures: %v", pushed)
 	}
 	mu.Unlock()
@@ -339,14 +339,13 @@ func TestSeveralUnknownColumnsAreAllNamed(t *testing.T) {
 func TestProgressLogLine(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	p := newProgress(zap.New(core), io.Discard, false)
-	p.start = time.Now().Add(-10 * time.Second)
-	p.report(syncer.Report{Read: 1000, Imported: 990, Unchanged: 10, ToGo: 5000})
+	p.report("members", syncer.Report{Read: 1000, Imported: 990, Unchanged: 10, ToGo: 5000, StartedAt: time.Now().Add(-10 * time.Second)})
 	entries := logs.All()
 	if len(entries) != 1 || entries[0].Message != "progress" {
 		t.Fatalf("progress logged %v", entries)
 	}
 	f := entries[0].ContextMap()
-	if f["rows_done"] != int64(1000) || f["rows_to_go"] != int64(4000) || f["rows_per_second"] != 100.0 || f["eta"] != 40*time.Second {
+	if f["stream"] != "members" || f["rows_done"] != int64(1000) || f["rows_to_go"] != int64(4000) || f["rows_per_second"] != 100.0 || f["eta"] != 40*time.Second {
 		t.Errorf("progress fields: %v", f)
 	}
 	if got := bar(250, 1000, 50, 15*time.Second); !strings.HasPrefix(got, "[=======>") || !strings.Contains(got, "250/1000 rows  50 rows/s  ETA 15s") {

@@ -20,24 +20,23 @@ type progress struct {
 	w     io.Writer
 	tty   bool
 	every time.Duration
-	start time.Time
 
 	mu    sync.Mutex
 	drawn bool
 }
 
 func newProgress(log *zap.Logger, w io.Writer, tty bool) *progress {
-	p := &progress{log: log, w: w, tty: tty, every: 10 * time.Second, start: time.Now()}
+	p := &progress{log: log, w: w, tty: tty, every: 10 * time.Second}
 	if tty {
 		p.every = 250 * time.Millisecond
 	}
 	return p
 }
 
-// report is the syncer's Progress callback.
-func (p *progress) report(r syncer.Report) {
+// report is the syncer's Progress callback, for the named stream.
+func (p *progress) report(stream string, r syncer.Report) {
 	done := int64(r.Read - r.Retried)
-	elapsed := time.Since(p.start)
+	elapsed := time.Since(r.StartedAt)
 	rate := float64(r.Read) / max(elapsed.Seconds(), 0.001)
 	var left int64 = -1
 	var eta time.Duration = -1
@@ -51,10 +50,10 @@ func (p *progress) report(r syncer.Report) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.drawn = true
-		fmt.Fprintf(p.w, "\r%s", bar(done, r.ToGo, rate, eta))
+		fmt.Fprintf(p.w, "\r%-8s %s", stream, bar(done, r.ToGo, rate, eta))
 		return
 	}
-	fields := []zap.Field{zap.Int64("rows_done", done), zap.Float64("rows_per_second", round1(rate)),
+	fields := []zap.Field{zap.String("stream", stream), zap.Int64("rows_done", done), zap.Float64("rows_per_second", round1(rate)),
 		zap.Int("imported", r.Imported), zap.Int("updated", r.Updated), zap.Int("unchanged", r.Unchanged),
 		zap.Int("failed", r.Failed())}
 	if left >= 0 {

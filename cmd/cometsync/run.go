@@ -41,17 +41,16 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 				return err
 			}
 			defer eng.Close()
+			m.Streams(eng.streamNames()...)
 			prog := newProgress(log.Named("progress"), cmd.ErrOrStderr(), false)
-			eng.syncer.ProgressEvery = prog.every
-			eng.syncer.Progress = func(r syncer.Report) {
-				prog.report(r)
-				m.SetCursorLag(r.CursorLag)
-			}
+			eng.setProgress(prog.every, func(stream string, r syncer.Report) {
+				prog.report(stream, r)
+				m.SetCursorLag(stream, r.CursorLag)
+			})
 			pass := func(ctx context.Context) error {
-				prog.start = time.Now()
-				rep, err := eng.syncer.Run(ctx, syncer.Options{})
-				recordPass(eng, rep, err)
-				eng.observePass(rep, err)
+				g, err := syncer.RunStreams(ctx, eng.graph, syncer.Options{})
+				recordPass(eng, g, err)
+				eng.observePass(g, err)
 				if err != nil && ctx.Err() == nil {
 					log.Error("pass failed; the next one runs as scheduled", zap.Error(passFailure(cfg, err)))
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,20 +14,32 @@ import (
 	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
+	"github.com/cometsync/cometsync/internal/syncer"
 )
 
-// statusReport is `cometsync status --json`.
+// statusReport is `cometsync status --json`. Its top-level figures are
+// totals over the streams (the checkpoint and the full-pass flags are the
+// groups stream's, as before there were streams); streams has each one.
 type statusReport struct {
-	StatePath        string          `json:"state_path"`
+	StatePath string `json:"state_path"`
+	streamStatus
+	Streams  map[string]streamStatus `json:"streams"`
+	LastPass json.RawMessage         `json:"last_pass"`
+	// names are the configured streams in pass order, units their integer
+	// cursors' units ("" tells it from the magnitude).
+	names []string
+	units map[string]string
+}
+
+// streamStatus is one stream's part of the state.
+type streamStatus struct {
 	Checkpoint       json.RawMessage `json:"checkpoint"`
 	FailedRows       int             `json:"failed_rows"`
 	ParkedRows       int             `json:"parked_rows"`
 	ResyncInProgress bool            `json:"resync_in_progress"`
 	RescanInProgress bool            `json:"rescan_in_progress"`
-	LastPass         json.RawMessage `json:"last_pass"`
-	// integerUnit is source.cursor.integer_unit, to show an integer
-	// checkpoint's time ("" tells it from the magnitude).
-	integerUnit string
+	// Delivered is how many objects the state holds as delivered.
+	Delivered int `json:"delivered"`
 }
 
 // readableCheckpoint shows a checkpoint for people: its cursor (an integer
@@ -81,28 +94,56 @@ func openStateReadOnly(cfg *config.Config) (*state.Store, error) {
 }
 
 func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
-	rep := statusReport{StatePath: cfg.State.Path, integerUnit: groupsStream(cfg).Cursor.IntegerUnit}
+	rep := statusReport{StatePath: cfg.State.Path, Streams: map[string]streamStatus{}, units: map[string]string{}}
+	for _, ns := range cfg.Streams() {
+		rep.names = append(rep.names, ns.Name)
+		rep.units[ns.Name] = ns.Cursor.IntegerUnit
+		rep.Streams[ns.Name] = streamStatus{}
+	}
 	st, err := openStateReadOnly(cfg)
 	if err != nil || st == nil {
 		return rep, err
 	}
 	defer st.Close()
 	ctx := cmd.Context()
-	if rep.Checkpoint, err = st.Stream("groups").Checkpoint(ctx); err != nil {
-		return rep, failedErr(err)
+	for _, name := range rep.names {
+		ss, err := readStreamStatus(ctx, st.Stream(name))
+		if err != nil {
+			return rep, failedErr(err)
+		}
+		rep.Streams[name] = ss
+		rep.FailedRows += ss.FailedRows
+		rep.ParkedRows += ss.ParkedRows
+		rep.Delivered += ss.Delivered
+		if name == config.StreamGroups {
+			rep.Checkpoint, rep.ResyncInProgress, rep.RescanInProgress = ss.Checkpoint, ss.ResyncInProgress, ss.RescanInProgress
+		}
 	}
-	if rep.FailedRows, rep.ParkedRows, err = st.Stream("groups").FailedRows(ctx); err != nil {
-		return rep, failedErr(err)
-	}
-	full, err := st.Stream("groups").FullPass(ctx)
-	if err != nil {
-		return rep, failedErr(err)
-	}
-	rep.ResyncInProgress, rep.RescanInProgress = full == state.FullResync, full == state.FullRescan
 	if rep.LastPass, err = st.LastPass(ctx); err != nil {
 		return rep, failedErr(err)
 	}
 	return rep, nil
+}
+
+// readStreamStatus reads one stream's part of the state.
+func readStreamStatus(ctx context.Context, st *state.Stream) (streamStatus, error) {
+	var ss streamStatus
+	var err error
+	if ss.Checkpoint, err = st.Checkpoint(ctx); err != nil {
+		return ss, err
+	}
+	if ss.FailedRows, ss.ParkedRows, err = st.FailedRows(ctx); err != nil {
+		return ss, err
+	}
+	full, err := st.FullPass(ctx)
+	if err != nil {
+		return ss, err
+	}
+	ss.ResyncInProgress, ss.RescanInProgress = full == state.FullResync, full == state.FullRescan
+	if ss.Delivered, err = st.DeliveredCount(ctx); err != nil {
+		return ss, err
+	}
+	return ss, nil
 }
 
 func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
@@ -113,20 +154,25 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "state:\t%s\n", st.StatePath)
-	cp := "none (no batch acknowledged yet)"
-	if st.RescanInProgress || st.ResyncInProgress {
-		cp = "none yet in this full pass (it reads from the beginning; what was delivered before is kept)"
-	}
-	if st.Checkpoint != nil {
-		cp = readableCheckpoint(st.Checkpoint, st.integerUnit)
-	}
-	fmt.Fprintf(tw, "checkpoint:\t%s\n", cp)
-	fmt.Fprintf(tw, "failed rows:\t%d (%d parked)\n", st.FailedRows, st.ParkedRows)
-	if st.ResyncInProgress {
-		fmt.Fprintf(tw, "resync:\tin progress (the next pass goes on with it)\n")
-	}
-	if st.RescanInProgress {
-		fmt.Fprintf(tw, "rescan:\tin progress (the next pass goes on with it)\n")
+	for _, name := range st.names {
+		ss := st.Streams[name]
+		fmt.Fprintf(tw, "%s:\n", name)
+		cp := "none (no batch acknowledged yet)"
+		if ss.RescanInProgress || ss.ResyncInProgress {
+			cp = "none yet in this full pass (it reads from the beginning; what was delivered before is kept)"
+		}
+		if ss.Checkpoint != nil {
+			cp = readableCheckpoint(ss.Checkpoint, st.units[name])
+		}
+		fmt.Fprintf(tw, "  checkpoint:\t%s\n", cp)
+		fmt.Fprintf(tw, "  delivered:\t%d\n", ss.Delivered)
+		fmt.Fprintf(tw, "  failed rows:\t%d (%d parked)\n", ss.FailedRows, ss.ParkedRows)
+		if ss.ResyncInProgress {
+			fmt.Fprintf(tw, "  resync:\tin progress (the next pass goes on with it)\n")
+		}
+		if ss.RescanInProgress {
+			fmt.Fprintf(tw, "  rescan:\tin progress (the next pass goes on with it)\n")
+		}
 	}
 	if st.LastPass == nil {
 		fmt.Fprintf(tw, "last pass:\tnone yet\n")
@@ -139,8 +185,18 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 			}
 			fmt.Fprintf(tw, "last pass:\t%s, finished %s (%s ago), took %s\n", verdict, lp.FinishedAt.Format(time.RFC3339),
 				time.Since(lp.FinishedAt).Round(time.Second), lp.Duration.Round(time.Millisecond))
-			fmt.Fprintf(tw, "\tread %d, imported %d, updated %d, unchanged %d, invalid %d, rejected %d, parked %d\n",
-				lp.Read, lp.Imported, lp.Updated, lp.Unchanged, lp.Invalid, lp.Rejected, lp.Parked)
+			for _, name := range st.names {
+				r, ok := lp.Streams[name]
+				if !ok {
+					if len(lp.Streams) == 0 && name == config.StreamGroups {
+						r = syncer.StreamReport{Report: lp.Report, Ran: true} // written before there were streams
+					} else {
+						continue
+					}
+				}
+				fmt.Fprintf(tw, "  %s:\tread %d, imported %d, updated %d, unchanged %d, invalid %d, rejected %d, duplicate %d, parked %d\n",
+					name, r.Read, r.Imported, r.Updated, r.Unchanged, r.Invalid, r.Rejected, r.Duplicate, r.Parked)
+			}
 		}
 	}
 	return tw.Flush()

@@ -519,7 +519,7 @@ func TestRefusedKeyMessageReadsAsSentences(t *testing.T) {
 	e.http = refuse
 	e.writeConfig()
 	r := e.once(1)
-	want := "cometsync: CometChat refused the credentials: pass failed (cometchat): cometchat get: HTTP 401 AUTH_ERR_APIKEY_NOT_FOUND: The API key provided is invalid. " +
+	want := "cometsync: CometChat refused the credentials: cometchat get: HTTP 401 AUTH_ERR_APIKEY_NOT_FOUND: The API key provided is invalid. " +
 		`Check cometchat.api_key (a REST API key with fullAccess scope), cometchat.app_id "testapp" and cometchat.region "eu"` + "\n"
 	if !strings.HasSuffix(r.stderr, want) {
 		t.Errorf("stderr:\n%s\nwant it to end with\n%s", r.stderr, want)

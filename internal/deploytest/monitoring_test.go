@@ -59,6 +59,11 @@ func registeredMetrics(t *testing.T) map[string]metricFamily {
 	t.Helper()
 	m := metrics.New("test", false)
 	m.ObserveRequest("import", 200, "", time.Millisecond)
+	// The stream series exist once the streams are known and a pass ends.
+	m.Streams("users", "groups", "members")
+	for _, st := range []string{"users", "groups", "members"} {
+		m.ObserveStream(st, metrics.StreamPass{CursorLag: time.Second})
+	}
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -26,10 +26,10 @@ type Metrics struct {
 	retries         *prometheus.CounterVec
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
-	failedRows      prometheus.Gauge
-	parkedRows      prometheus.Gauge
-	cursorLag       prometheus.Gauge
-	beyond          prometheus.Gauge
+	failedRows      *prometheus.GaugeVec
+	parkedRows      *prometheus.GaugeVec
+	cursorLag       *prometheus.GaugeVec
+	beyond          *prometheus.GaugeVec
 }
 
 // Outcomes of rows, the values of cometsync_rows_total's outcome label. A
@@ -74,11 +74,11 @@ func New(version string, withProcess bool) *Metrics {
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometsync_rows_total",
 			Help: "Rows by outcome: imported, updated, unchanged (not sent); a failed row once, when it first enters the error store: invalid (never sent), rejected (by the API), duplicate (its guid belongs to another row; never sent).",
-		}, []string{"outcome"}),
+		}, []string{"stream", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometsync_row_retries_total",
-			Help: "Rows in the error store read again by a pass, by outcome: failed (again) or cleared.",
-		}, []string{"outcome"}),
+			Help: "Rows in the error store read again by a pass, by stream and outcome: failed (again) or cleared.",
+		}, []string{"stream", "outcome"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometsync_requests_total",
 			Help: "CometChat API requests by endpoint and answer: the HTTP status, or error when none came.",
@@ -88,22 +88,22 @@ func New(version string, withProcess bool) *Metrics {
 			Help:    "How long CometChat API requests take, by endpoint.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"endpoint"}),
-		failedRows: prometheus.NewGauge(prometheus.GaugeOpts{
+		failedRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometsync_failed_rows",
-			Help: "Rows in the error store, parked ones included.",
-		}),
-		parkedRows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Help: "Rows in the error store, parked ones included, by stream.",
+		}, []string{"stream"}),
+		parkedRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometsync_parked_rows",
-			Help: "Rows in the error store that are parked: retried only when they change.",
-		}),
-		beyond: prometheus.NewGauge(prometheus.GaugeOpts{
+			Help: "Rows in the error store that are parked (retried only when they change), by stream.",
+		}, []string{"stream"}),
+		beyond: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometsync_rows_beyond_upper_bound",
-			Help: "Rows whose cursor was after the last pass's upper bound (database clock - lag): read by a later pass; most of the table here means a cursor in the wrong unit or time zone.",
-		}),
-		cursorLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Help: "Rows whose cursor was after the last pass's upper bound (database clock - lag), by stream: read by a later pass; most of the table here means a cursor in the wrong unit or time zone.",
+		}, []string{"stream"}),
+		cursorLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometsync_cursor_lag_seconds",
-			Help: "How far the synced data lies behind the database clock (database clock minus what the checkpoint covers).",
-		}),
+			Help: "How far the synced data lies behind the database clock (database clock minus what the checkpoint covers), by stream.",
+		}, []string{"stream"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cometsync_build_info",
@@ -115,15 +115,26 @@ func New(version string, withProcess bool) *Metrics {
 	if withProcess {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	// Series users alert on exist from the start, at zero.
-	for _, o := range []string{OutcomeImported, OutcomeUpdated, OutcomeUnchanged, OutcomeRejected, OutcomeInvalid, OutcomeDuplicate} {
-		m.rows.WithLabelValues(o)
-	}
-	m.retries.WithLabelValues(RetryFailed)
-	m.retries.WithLabelValues(RetryCleared)
 	m.passes.WithLabelValues("success")
 	m.passes.WithLabelValues("failure")
 	return m
+}
+
+// Outcomes are the values of cometsync_rows_total's outcome label.
+var Outcomes = []string{OutcomeImported, OutcomeUpdated, OutcomeUnchanged, OutcomeRejected, OutcomeInvalid, OutcomeDuplicate}
+
+// Streams makes the series of each stream that users alert on exist from
+// the start, at zero.
+func (m *Metrics) Streams(names ...string) {
+	for _, n := range names {
+		for _, o := range Outcomes {
+			m.rows.WithLabelValues(n, o)
+		}
+		m.retries.WithLabelValues(n, RetryFailed)
+		m.retries.WithLabelValues(n, RetryCleared)
+		m.failedRows.WithLabelValues(n)
+		m.parkedRows.WithLabelValues(n)
+	}
 }
 
 // ObserveRequest records one API answer; it fits cometchat.Config.Observe.
@@ -136,31 +147,48 @@ func (m *Metrics) ObserveRequest(endpoint string, status int, _ string, took tim
 	m.requestDuration.WithLabelValues(endpoint).Observe(took.Seconds())
 }
 
-// Rows counts rows by outcome.
-func (m *Metrics) Rows(outcome string, n int) {
+// Rows counts a stream's rows by outcome.
+func (m *Metrics) Rows(stream, outcome string, n int) {
 	if n > 0 {
-		m.rows.WithLabelValues(outcome).Add(float64(n))
+		m.rows.WithLabelValues(stream, outcome).Add(float64(n))
 	}
 }
 
-// Retries counts retried rows of the error store by outcome.
-func (m *Metrics) Retries(outcome string, n int) {
+// Retries counts a stream's retried rows of the error store by outcome.
+func (m *Metrics) Retries(stream, outcome string, n int) {
 	if n > 0 {
-		m.retries.WithLabelValues(outcome).Add(float64(n))
+		m.retries.WithLabelValues(stream, outcome).Add(float64(n))
 	}
 }
 
-// Pass is what a pass reports to the metrics when it ends.
+// Pass is what a pass over the streams reports to the metrics when it
+// ends.
 type Pass struct {
-	OK         bool
-	Duration   time.Duration
-	End        time.Time
+	OK       bool
+	Duration time.Duration
+	End      time.Time
+}
+
+// StreamPass is what one stream's part of a pass reports.
+type StreamPass struct {
 	CursorLag  time.Duration // negative when unknown
 	FailedRows int
 	ParkedRows int
 	// Beyond is the rows whose cursor was after the pass's upper bound;
 	// negative when not known.
 	Beyond int64
+}
+
+// ObserveStream records the end of one stream's part of a pass.
+func (m *Metrics) ObserveStream(stream string, p StreamPass) {
+	if p.CursorLag >= 0 {
+		m.cursorLag.WithLabelValues(stream).Set(p.CursorLag.Seconds())
+	}
+	m.failedRows.WithLabelValues(stream).Set(float64(p.FailedRows))
+	m.parkedRows.WithLabelValues(stream).Set(float64(p.ParkedRows))
+	if p.Beyond >= 0 {
+		m.beyond.WithLabelValues(stream).Set(float64(p.Beyond))
+	}
 }
 
 // ObservePass records the end of a pass.
@@ -171,14 +199,6 @@ func (m *Metrics) ObservePass(p Pass) {
 		m.lastSuccess.Set(float64(p.End.UnixMilli()) / 1000)
 	} else {
 		m.passes.WithLabelValues("failure").Inc()
-	}
-	if p.CursorLag >= 0 {
-		m.cursorLag.Set(p.CursorLag.Seconds())
-	}
-	m.failedRows.Set(float64(p.FailedRows))
-	m.parkedRows.Set(float64(p.ParkedRows))
-	if p.Beyond >= 0 {
-		m.beyond.Set(float64(p.Beyond))
 	}
 }
 
@@ -191,9 +211,9 @@ func (m *Metrics) SetLastSuccess(t time.Time) {
 }
 
 // SetCursorLag updates the lag while a pass is under way.
-func (m *Metrics) SetCursorLag(d time.Duration) {
+func (m *Metrics) SetCursorLag(stream string, d time.Duration) {
 	if d >= 0 {
-		m.cursorLag.Set(d.Seconds())
+		m.cursorLag.WithLabelValues(stream).Set(d.Seconds())
 	}
 }
 

@@ -54,8 +54,11 @@ func labelNames(mf *dto.MetricFamily) []string {
 // New registers nothing else of cometsync's.
 func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 	m := New("v1.2.3", false)
-	// The request metrics have no series until the first request.
+	// The request metrics have no series until the first request, the
+	// stream ones until the streams are known and a pass ends.
 	m.ObserveRequest("import", 200, "", time.Millisecond)
+	m.Streams("users", "groups", "members")
+	m.ObserveStream("groups", StreamPass{CursorLag: time.Second, Beyond: 0})
 	got := families(t, m.Registry)
 	want := []struct {
 		name   string
@@ -65,14 +68,14 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 		{"cometsync_last_success_timestamp_seconds", dto.MetricType_GAUGE, nil},
 		{"cometsync_pass_duration_seconds", dto.MetricType_HISTOGRAM, nil},
 		{"cometsync_passes_total", dto.MetricType_COUNTER, []string{"result"}},
-		{"cometsync_rows_total", dto.MetricType_COUNTER, []string{"outcome"}},
-		{"cometsync_row_retries_total", dto.MetricType_COUNTER, []string{"outcome"}},
+		{"cometsync_rows_total", dto.MetricType_COUNTER, []string{"outcome", "stream"}},
+		{"cometsync_row_retries_total", dto.MetricType_COUNTER, []string{"outcome", "stream"}},
 		{"cometsync_requests_total", dto.MetricType_COUNTER, []string{"code", "endpoint"}},
 		{"cometsync_request_duration_seconds", dto.MetricType_HISTOGRAM, []string{"endpoint"}},
-		{"cometsync_failed_rows", dto.MetricType_GAUGE, nil},
-		{"cometsync_parked_rows", dto.MetricType_GAUGE, nil},
-		{"cometsync_cursor_lag_seconds", dto.MetricType_GAUGE, nil},
-		{"cometsync_rows_beyond_upper_bound", dto.MetricType_GAUGE, nil},
+		{"cometsync_failed_rows", dto.MetricType_GAUGE, []string{"stream"}},
+		{"cometsync_parked_rows", dto.MetricType_GAUGE, []string{"stream"}},
+		{"cometsync_cursor_lag_seconds", dto.MetricType_GAUGE, []string{"stream"}},
+		{"cometsync_rows_beyond_upper_bound", dto.MetricType_GAUGE, []string{"stream"}},
 		{"cometsync_build_info", dto.MetricType_GAUGE, []string{"version"}},
 	}
 	checked := map[string]bool{}
@@ -114,38 +117,35 @@ const atStart = `
 # HELP cometsync_build_info The running version (always 1).
 # TYPE cometsync_build_info gauge
 cometsync_build_info{version="v1.2.3"} 1
-# HELP cometsync_cursor_lag_seconds How far the synced data lies behind the database clock (database clock minus what the checkpoint covers).
-# TYPE cometsync_cursor_lag_seconds gauge
-cometsync_cursor_lag_seconds 0
-# HELP cometsync_failed_rows Rows in the error store, parked ones included.
+# HELP cometsync_failed_rows Rows in the error store, parked ones included, by stream.
 # TYPE cometsync_failed_rows gauge
-cometsync_failed_rows 0
+cometsync_failed_rows{stream="groups"} 0
 # HELP cometsync_last_success_timestamp_seconds When the last pass that completed ended (UNIX seconds).
 # TYPE cometsync_last_success_timestamp_seconds gauge
 cometsync_last_success_timestamp_seconds 0
-# HELP cometsync_parked_rows Rows in the error store that are parked: retried only when they change.
+# HELP cometsync_parked_rows Rows in the error store that are parked (retried only when they change), by stream.
 # TYPE cometsync_parked_rows gauge
-cometsync_parked_rows 0
+cometsync_parked_rows{stream="groups"} 0
 # HELP cometsync_passes_total Passes by result: success or failure.
 # TYPE cometsync_passes_total counter
 cometsync_passes_total{result="failure"} 0
 cometsync_passes_total{result="success"} 0
-# HELP cometsync_row_retries_total Rows in the error store read again by a pass, by outcome: failed (again) or cleared.
+# HELP cometsync_row_retries_total Rows in the error store read again by a pass, by stream and outcome: failed (again) or cleared.
 # TYPE cometsync_row_retries_total counter
-cometsync_row_retries_total{outcome="cleared"} 0
-cometsync_row_retries_total{outcome="failed"} 0
+cometsync_row_retries_total{outcome="cleared",stream="groups"} 0
+cometsync_row_retries_total{outcome="failed",stream="groups"} 0
 # HELP cometsync_rows_total Rows by outcome: imported, updated, unchanged (not sent); a failed row once, when it first enters the error store: invalid (never sent), rejected (by the API), duplicate (its guid belongs to another row; never sent).
 # TYPE cometsync_rows_total counter
-cometsync_rows_total{outcome="duplicate"} 0
-cometsync_rows_total{outcome="imported"} 0
-cometsync_rows_total{outcome="invalid"} 0
-cometsync_rows_total{outcome="rejected"} 0
-cometsync_rows_total{outcome="unchanged"} 0
-cometsync_rows_total{outcome="updated"} 0
+cometsync_rows_total{outcome="duplicate",stream="groups"} 0
+cometsync_rows_total{outcome="imported",stream="groups"} 0
+cometsync_rows_total{outcome="invalid",stream="groups"} 0
+cometsync_rows_total{outcome="rejected",stream="groups"} 0
+cometsync_rows_total{outcome="unchanged",stream="groups"} 0
+cometsync_rows_total{outcome="updated",stream="groups"} 0
 `
 
 // passFigures are the metric families atStart shows.
-var passFigures = []string{"cometsync_build_info", "cometsync_cursor_lag_seconds", "cometsync_failed_rows",
+var passFigures = []string{"cometsync_build_info", "cometsync_failed_rows",
 	"cometsync_last_success_timestamp_seconds", "cometsync_parked_rows", "cometsync_passes_total", "cometsync_rows_total", "cometsync_row_retries_total"}
 
 // withValues returns exposition with the values of some series changed:
@@ -172,6 +172,7 @@ func withValues(tb testing.TB, exposition string, values map[string]string) stri
 // increase() see the first pass), and the version is stamped.
 func TestNewStartsAlertedSeriesAtZero(t *testing.T) {
 	m := New("v1.2.3", false)
+	m.Streams("groups") // as once and run do with the configured streams
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(atStart), passFigures...); err != nil {
 		t.Error(err)
 	}
@@ -205,25 +206,26 @@ func TestNewWithProcess(t *testing.T) {
 func TestObservePass(t *testing.T) {
 	end := time.Date(2025, 3, 4, 5, 6, 7, 891_000_000, time.UTC)
 	m := New("v1.2.3", false)
-	m.Rows(OutcomeImported, 4)
-	m.Rows(OutcomeUpdated, 2)
-	m.Rows(OutcomeUnchanged, 10)
-	m.Rows(OutcomeRejected, 1)
-	m.Rows(OutcomeInvalid, 3)
-	m.Retries(RetryFailed, 2)
-	m.ObservePass(Pass{OK: true, Duration: 1500 * time.Millisecond, End: end, CursorLag: 90 * time.Second, FailedRows: 4, ParkedRows: 1})
+	m.Streams("groups")
+	m.Rows("groups", OutcomeImported, 4)
+	m.Rows("groups", OutcomeUpdated, 2)
+	m.Rows("groups", OutcomeUnchanged, 10)
+	m.Rows("groups", OutcomeRejected, 1)
+	m.Rows("groups", OutcomeInvalid, 3)
+	m.Retries("groups", RetryFailed, 2)
+	m.ObserveStream("groups", StreamPass{CursorLag: 90 * time.Second, FailedRows: 4, ParkedRows: 1, Beyond: -1})
+	m.ObservePass(Pass{OK: true, Duration: 1500 * time.Millisecond, End: end})
 	afterSuccess := withValues(t, atStart, map[string]string{
-		`cometsync_cursor_lag_seconds`:                  "90",
-		`cometsync_failed_rows`:                         "4",
-		`cometsync_last_success_timestamp_seconds`:      "1741064767.891", // end, to the millisecond
-		`cometsync_parked_rows`:                         "1",
-		`cometsync_passes_total{result="success"}`:      "1",
-		`cometsync_rows_total{outcome="rejected"}`:      "1",
-		`cometsync_row_retries_total{outcome="failed"}`: "2",
-		`cometsync_rows_total{outcome="imported"}`:      "4",
-		`cometsync_rows_total{outcome="invalid"}`:       "3",
-		`cometsync_rows_total{outcome="unchanged"}`:     "10",
-		`cometsync_rows_total{outcome="updated"}`:       "2",
+		`cometsync_failed_rows{stream="groups"}`:                        "4",
+		`cometsync_last_success_timestamp_seconds`:                      "1741064767.891", // end, to the millisecond
+		`cometsync_parked_rows{stream="groups"}`:                        "1",
+		`cometsync_passes_total{result="success"}`:                      "1",
+		`cometsync_rows_total{outcome="rejected",stream="groups"}`:      "1",
+		`cometsync_row_retries_total{outcome="failed",stream="groups"}`: "2",
+		`cometsync_rows_total{outcome="imported",stream="groups"}`:      "4",
+		`cometsync_rows_total{outcome="invalid",stream="groups"}`:       "3",
+		`cometsync_rows_total{outcome="unchanged",stream="groups"}`:     "10",
+		`cometsync_rows_total{outcome="updated",stream="groups"}`:       "2",
 	})
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(afterSuccess), passFigures...); err != nil {
 		t.Errorf("after a successful pass: %v", err)
@@ -232,12 +234,13 @@ func TestObservePass(t *testing.T) {
 	// A failed pass with an unknown lag counts a failure and leaves the last
 	// success and the last known lag alone: "no success for N minutes"
 	// alerts must keep counting from the last real success.
-	m.Rows(OutcomeImported, 0)
-	m.Rows(OutcomeRejected, -1) // a negative count must not panic a counter
-	m.ObservePass(Pass{OK: false, Duration: time.Second, End: end.Add(time.Hour), CursorLag: -1, FailedRows: 6, ParkedRows: 0})
+	m.Rows("groups", OutcomeImported, 0)
+	m.Rows("groups", OutcomeRejected, -1) // a negative count must not panic a counter
+	m.ObserveStream("groups", StreamPass{CursorLag: -1, FailedRows: 6, ParkedRows: 0, Beyond: -1})
+	m.ObservePass(Pass{OK: false, Duration: time.Second, End: end.Add(time.Hour)})
 	afterFailure := withValues(t, afterSuccess, map[string]string{
-		`cometsync_failed_rows`:                    "6",
-		`cometsync_parked_rows`:                    "0",
+		`cometsync_failed_rows{stream="groups"}`:   "6",
+		`cometsync_parked_rows{stream="groups"}`:   "0",
 		`cometsync_passes_total{result="failure"}`: "1",
 	})
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(afterFailure), passFigures...); err != nil {
@@ -257,9 +260,9 @@ func TestSetLastSuccessAndCursorLag(t *testing.T) {
 	if got := testutil.ToFloat64(m.lastSuccess); got != 1_700_000_000.25 {
 		t.Errorf("last success %v, want 1700000000.25", got)
 	}
-	m.SetCursorLag(2500 * time.Millisecond)
-	m.SetCursorLag(-1) // unknown
-	if got := testutil.ToFloat64(m.cursorLag); got != 2.5 {
+	m.SetCursorLag("users", 2500*time.Millisecond)
+	m.SetCursorLag("users", -1) // unknown
+	if got := testutil.ToFloat64(m.cursorLag.WithLabelValues("users")); got != 2.5 {
 		t.Errorf("cursor lag %v, want 2.5", got)
 	}
 }
@@ -317,7 +320,7 @@ func passDurations(tb testing.TB, m *Metrics) *dto.Histogram {
 // something.
 func TestPassDurationBuckets(t *testing.T) {
 	m := New("v", false)
-	m.ObservePass(Pass{OK: true, Duration: time.Second, End: time.Now(), CursorLag: -1})
+	m.ObservePass(Pass{OK: true, Duration: time.Second, End: time.Now()})
 	h := passDurations(t, m)
 	var bounds []float64
 	for _, b := range h.GetBucket() {
@@ -425,8 +428,10 @@ func TestPush(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(gw.received())
 			m := New("v1.2.3", false)
-			m.Rows(OutcomeImported, 4)
-			m.ObservePass(Pass{OK: true, Duration: 2 * time.Second, End: time.Unix(1_700_000_000, 0), CursorLag: 3 * time.Second})
+			m.Streams("groups")
+			m.Rows("groups", OutcomeImported, 4)
+			m.ObserveStream("groups", StreamPass{CursorLag: 3 * time.Second, Beyond: 7})
+			m.ObservePass(Pass{OK: true, Duration: 2 * time.Second, End: time.Unix(1_700_000_000, 0)})
 			if err := m.Push(context.Background(), tt.url, "cometsync"); err != nil {
 				t.Fatalf("Push: %v", err)
 			}
@@ -459,7 +464,11 @@ func checkPushed(tb testing.TB, fams map[string]*dto.MetricFamily) {
 	tb.Helper()
 	value := func(name, label, val string) (float64, bool) {
 		for _, s := range fams[name].GetMetric() {
-			if label == "" || (len(s.GetLabel()) == 1 && s.GetLabel()[0].GetName() == label && s.GetLabel()[0].GetValue() == val) {
+			has := label == ""
+			for _, l := range s.GetLabel() {
+				has = has || (l.GetName() == label && l.GetValue() == val)
+			}
+			if has {
 				switch {
 				case s.GetCounter() != nil:
 					return s.GetCounter().GetValue(), true
@@ -481,7 +490,8 @@ func checkPushed(tb testing.TB, fams map[string]*dto.MetricFamily) {
 		{"cometsync_passes_total", "result", "success", 1},
 		{"cometsync_passes_total", "result", "failure", 0},
 		{"cometsync_last_success_timestamp_seconds", "", "", 1_700_000_000},
-		{"cometsync_cursor_lag_seconds", "", "", 3},
+		{"cometsync_cursor_lag_seconds", "stream", "groups", 3},
+		{"cometsync_rows_beyond_upper_bound", "stream", "groups", 7},
 		{"cometsync_pass_duration_seconds", "", "", 1},
 		{"cometsync_build_info", "version", "v1.2.3", 1},
 	} {

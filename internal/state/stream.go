@@ -421,6 +421,7 @@ func (s *Stream) ErrorKeys(ctx context.Context) (map[string]ErrorKey, error) {
 
 // RowError is a failed row as `cometsync errors` shows it.
 type RowError struct {
+	Stream    string    `json:"stream"`
 	RowKey    string    `json:"key"`
 	GUID      string    `json:"guid,omitempty"`
 	Code      string    `json:"code"`
@@ -450,6 +451,7 @@ func (s *Stream) RowErrors(ctx context.Context) ([]RowError, error) {
 			return nil, fmt.Errorf("state: list row errors: %w", err)
 		}
 		e.FirstSeen, e.LastSeen = time.Unix(first, 0).UTC(), time.Unix(last, 0).UTC()
+		e.Stream = s.name
 		out = append(out, e)
 	}
 	return out, rows.Err()
