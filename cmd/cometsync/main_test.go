@@ -60,6 +60,9 @@ type cfgOpts struct {
 	// sourceExtra is appended to the source section (two-space indented
 	// keys, e.g. "  max_invalid_percent: 100\n"); cursorExtra to its cursor.
 	sourceExtra, cursorExtra string
+	// streams, when set, replaces source.query and source.cursor: the
+	// top-level users/groups/members sections.
+	streams string
 }
 
 func newEnv(t *testing.T) *env {
@@ -93,15 +96,19 @@ func (e *env) configure(f func(*cfgOpts)) {
 func (e *env) writeConfig() {
 	o := e.opts
 	indented := "    " + strings.ReplaceAll(o.query, "\n", "\n    ")
-	yaml := fmt.Sprintf(`source:
-  driver: mysql
-  dsn: %q
-  query: |
+	groups := fmt.Sprintf(`  query: |
 %s
   cursor:
     column: updated_at
     tiebreaker: id
     lag: %s
+%s`, indented, o.lag, o.cursorExtra)
+	if o.streams != "" {
+		groups = ""
+	}
+	yaml := fmt.Sprintf(`source:
+  driver: mysql
+  dsn: %q
 %s  page_size: %d
 %scometchat:
   app_id: testapp
@@ -124,8 +131,8 @@ state:
 log:
   level: info
   format: json
-%s`, e.reader+o.dsnParams, indented, o.lag, o.cursorExtra, o.pageSize, o.sourceExtra, o.apiKey, e.http.URL, o.batchSize, o.importPM,
-		filepath.Join(e.dir, "state.db"), o.parkAfter, o.extra)
+%s%s`, e.reader+o.dsnParams, groups, o.pageSize, o.sourceExtra, o.apiKey, e.http.URL, o.batchSize, o.importPM,
+		filepath.Join(e.dir, "state.db"), o.parkAfter, o.extra, o.streams)
 	if err := os.WriteFile(e.cfg, []byte(yaml), 0o600); err != nil {
 		e.t.Fatal(err)
 	}

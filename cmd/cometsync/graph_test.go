@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+)
+
+// graphSchema adds to GroupsSchema the users and memberships of a typical
+// product: a users table with its own ids and timestamps, and a
+// memberships table joined to its group.
+const graphSchema = `
+CREATE TABLE app_users (
+	id BIGINT PRIMARY KEY AUTO_INCREMENT,
+	uid VARCHAR(100) NOT NULL,
+	display_name VARCHAR(200),
+	avatar_url VARCHAR(500),
+	updated_at DATETIME(6) NOT NULL,
+	KEY idx_users_cursor (updated_at, id)
+);
+CREATE TABLE memberships (
+	id BIGINT PRIMARY KEY AUTO_INCREMENT,
+	group_id BIGINT NOT NULL,
+	user_uid VARCHAR(100) NOT NULL,
+	role VARCHAR(20),
+	joined_at DATETIME(6),
+	updated_at DATETIME(6) NOT NULL,
+	KEY idx_members_cursor (updated_at, id)
+)`
+
+// graphStreams is the config of the three streams over graphSchema.
+func graphStreams(via string) string {
+	return fmt.Sprintf(`users:
+  query: |
+    SELECT u.id, u.updated_at, u.uid, u.display_name AS name, u.avatar_url AS avatar FROM app_users u
+  cursor: {column: updated_at, tiebreaker: id, lag: 0s}
+groups:
+  query: |
+    SELECT g.id, g.updated_at, g.guid, g.title AS name, g.kind AS type FROM chat_groups g
+  cursor: {column: updated_at, tiebreaker: id, lag: 0s}
+members:
+  query: |
+    SELECT m.id, m.updated_at, g.guid, m.user_uid AS uid, m.role AS scope, m.joined_at
+    FROM memberships m JOIN chat_groups g ON g.id = m.group_id
+  cursor: {column: updated_at, tiebreaker: id, lag: 0s}
+  via: %s
+`, via)
+}
+
+func newGraphEnv(t *testing.T, via string) *env {
+	e := newEnv(t)
+	for _, q := range strings.Split(graphSchema, ";") {
+		e.exec(q)
+	}
+	e.configure(func(o *cfgOpts) { o.streams = graphStreams(via) })
+	return e
+}
+
+func TestWholeGraphInOnePass(t *testing.T) {
+	for _, via := range []string{"import", "rest"} {
+		t.Run("via "+via, func(t *testing.T) {
+			e := newGraphEnv(t, via)
+			e.exec(`INSERT INTO app_users (uid, display_name, avatar_url, updated_at) VALUES
+				('Alice', 'Alice A', 'https://example.com/a.png', NOW(6) - INTERVAL 3 HOUR),
+				('bob', 'Bob B', NULL, NOW(6) - INTERVAL 3 HOUR),
+				('carol', 'Carol C', NULL, NOW(6) - INTERVAL 3 HOUR)`)
+			e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) VALUES
+				(1, 'eng', 'Engineering', 'public', NOW(6) - INTERVAL 2 HOUR),
+				(2, 'ops', 'Operations', 'private', NOW(6) - INTERVAL 2 HOUR)`)
+			e.exec(`INSERT INTO memberships (group_id, user_uid, role, joined_at, updated_at) VALUES
+				(1, 'alice', 'admin', '2024-01-02 03:04:05', NOW(6) - INTERVAL 1 HOUR),
+				(1, 'bob', NULL, '2024-01-03 00:00:00', NOW(6) - INTERVAL 1 HOUR),
+				(2, 'bob', 'moderator', NULL, NOW(6) - INTERVAL 1 HOUR),
+				(2, 'carol', 'participant', NULL, NOW(6) - INTERVAL 1 HOUR),
+				(2, 'dave', 'participant', NULL, NOW(6) - INTERVAL 1 HOUR)`)
+			r := e.once(0)
+			for _, want := range []string{"users: pass complete", "groups: pass complete", "members: pass complete"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("the summary lacks %q:\n%s", want, r.stdout)
+				}
+			}
+			// Every object arrives whole, in one pass.
+			if u, ok := e.emu.User("alice"); !ok || u.Name != "Alice A" || u.Avatar != "https://example.com/a.png" {
+				t.Errorf("alice in CometChat = %+v (%v), want her name and avatar", u, ok)
+			}
+			if n := len(e.emu.Users()); n != 3 {
+				t.Errorf("CometChat has %d users, want 3", n)
+			}
+			if n := len(e.emu.Groups()); n != 2 {
+				t.Errorf("CometChat has %d groups, want 2", n)
+			}
+			wantScopes := map[string]string{"eng_member_alice": "admin", "eng_member_bob": "participant", "ops_member_bob": "moderator", "ops_member_carol": "participant"}
+			got := e.emu.AllMembers()
+			for id, scope := range wantScopes {
+				if m, ok := got[id]; !ok || m.Scope != scope {
+					t.Errorf("member %s = %+v (%v), want scope %s", id, m, ok, scope)
+				}
+			}
+			if via == "import" {
+				if m := got["eng_member_alice"]; m.JoinedAt != time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC).Unix() {
+					t.Errorf("alice joined eng at %d, want the row's joined_at", m.JoinedAt)
+				}
+			}
+			// The member of a user CometChat does not have is a row error.
+			errs := e.rowErrors()
+			if len(errs) != 1 || errs[0].Stream != "members" || errs[0].GUID != "ops_member_dave" || errs[0].Code != cometchat.CodeUIDNotFound {
+				t.Fatalf("row errors = %+v, want ops_member_dave refused with %s", errs, cometchat.CodeUIDNotFound)
+			}
+
+			// A late user row: the next pass delivers the user, then clears
+			// the membership, in that order.
+			e.exec(`INSERT INTO app_users (uid, display_name, updated_at) VALUES ('dave', 'Dave D', NOW(6) - INTERVAL 1 SECOND)`)
+			e.once(0)
+			if _, ok := e.emu.Member("ops", "dave"); !ok {
+				t.Error("dave's membership did not arrive once dave did")
+			}
+			if errs := e.rowErrors(); len(errs) != 0 {
+				t.Errorf("row errors after the late user arrived: %+v", errs)
+			}
+
+			// A scope change arrives, and only it is sent.
+			e.emu.ResetStats()
+			e.exec(`UPDATE memberships SET role = 'admin', updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid = 'carol'`)
+			e.once(0)
+			if m, _ := e.emu.Member("ops", "carol"); m.Scope != "admin" {
+				t.Errorf("carol's scope in ops = %q, want admin", m.Scope)
+			}
+			if st := e.emu.Stats(); st.ScopeChanges != 1 || e.requests() != 1 {
+				t.Errorf("the scope change made %d scope changes and %d write requests, want 1 and 1: %v", st.ScopeChanges, e.requests(), st.Requests)
+			}
+
+			// Nothing changed: nothing is sent.
+			e.emu.ResetStats()
+			e.once(0)
+			if n := e.requests(); n != 0 {
+				t.Errorf("a pass with no changes made %d write requests: %v", n, e.emu.Stats().Requests)
+			}
+
+			st := e.status()
+			if st.Streams["users"].Delivered != 4 || st.Streams["groups"].Delivered != 2 || st.Streams["members"].Delivered != 5 {
+				t.Errorf("status delivered: %+v, want users 4, groups 2, members 5", st.Streams)
+			}
+			if st.Delivered != 11 || st.FailedRows != 0 {
+				t.Errorf("status totals: delivered %d, failed %d; want 11 and 0", st.Delivered, st.FailedRows)
+			}
+		})
+	}
+}
+
+func TestOnceRunsTheNamedStreamsOnly(t *testing.T) {
+	e := newGraphEnv(t, "import")
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at) VALUES ('alice', 'Alice', NOW(6) - INTERVAL 1 HOUR)`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) VALUES (1, 'eng', 'Engineering', 'public', NOW(6) - INTERVAL 1 HOUR)`)
+	e.once(0, "--stream", "users")
+	if len(e.emu.Users()) != 1 || len(e.emu.Groups()) != 0 {
+		t.Errorf("--stream users delivered %d users and %d groups, want 1 and 0", len(e.emu.Users()), len(e.emu.Groups()))
+	}
+	r := e.run("once", "--config", e.cfg, "--stream", "channels")
+	if r.code != 2 || !strings.Contains(r.stderr, "--stream channels: not a configured stream (configured: users, groups, members)") {
+		t.Errorf("an unknown stream: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	r = e.run("errors", "--config", e.cfg, "--stream", "members")
+	if r.code != 0 || !strings.Contains(r.stdout, "no failed rows") {
+		t.Errorf("errors --stream members: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
