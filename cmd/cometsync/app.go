@@ -159,9 +159,11 @@ func selectStreams(cfg *config.Config, only []string) ([]config.NamedStream, err
 // source for each selected stream (all when only is empty), checks each
 // query's columns against its mapping, and builds the streams' syncers.
 //
-// A dry run opens the state read-only (no lock, no writes), or a throwaway
-// one when there is no state yet.
-func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bool, m *metrics.Metrics, only ...string) (_ *engine, err error) {
+// A dry run (dryOut not nil) opens the state read-only (no lock, no
+// writes), or a throwaway one when there is no state yet, and wires every
+// stream to syncer.DryRun: the objects go to dryOut, nothing to CometChat.
+func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dryOut io.Writer, m *metrics.Metrics, only ...string) (_ *engine, err error) {
+	dry := dryOut != nil
 	selected, err := selectStreams(cfg, only)
 	if err != nil {
 		return nil, err
@@ -210,7 +212,13 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dry bo
 			return nil, err
 		}
 		e.streams = append(e.streams, sp)
-		s := syncer.New(sp.src, sp.entity, e.client, e.store.Stream(ns.Name), syncer.Config{
+		var entity syncer.Entity = sp.entity
+		var sink syncer.Sink = e.client
+		var store syncer.Store = e.store.Stream(ns.Name)
+		if dry {
+			entity, sink, store = syncer.DryRun(entity, store, dryOut, log.Named("dry-run").With(zap.String("stream", ns.Name)))
+		}
+		s := syncer.New(sp.src, entity, sink, store, syncer.Config{
 			PageSize: cfg.Source.PageSize, BatchSize: cc.BatchSize, Concurrency: cc.Concurrency, Start: sp.start,
 			Fingerprint:       sp.fingerprint,
 			ShutdownTimeout:   cfg.ShutdownTimeout.Duration(),

@@ -160,7 +160,7 @@ func runDemo(ctx context.Context, dir string, kept bool, out io.Writer) error {
 }
 
 func demoPass(ctx context.Context, cfg *config.Config, log *zap.Logger, out io.Writer, opts syncer.Options) error {
-	eng, err := openEngine(ctx, cfg, log, false, nil)
+	eng, err := openEngine(ctx, cfg, log, nil, nil)
 	if err != nil {
 		return err
 	}

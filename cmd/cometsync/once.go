@@ -97,7 +97,11 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	if cfg.Metrics.Pushgateway != "" && !dryRun {
 		m = metrics.New(version, false)
 	}
-	eng, err := openEngine(ctx, cfg, log, dryRun, m, only...)
+	var dryOut io.Writer
+	if dryRun {
+		dryOut = stdout
+	}
+	eng, err := openEngine(ctx, cfg, log, dryOut, m, only...)
 	if err != nil {
 		return err
 	}
@@ -106,11 +110,10 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 		m.Streams(eng.streamNames()...)
 	}
 	if dryRun {
-		opts.DryRun = stdout
 		g, runErr := syncer.RunStreams(ctx, eng.graph, opts)
 		rep := g.Total()
-		fmt.Fprintf(stderr, "dry run: %d objects would be sent; %d rows unchanged, %d invalid, %d duplicate keys, %d parked; nothing was sent or recorded\n",
-			rep.DryRun, rep.Unchanged, rep.Invalid, rep.Duplicate, rep.Parked)
+		fmt.Fprintf(stderr, "dry run: %d objects would be sent (%d new, %d updates of objects the state knows); %d rows unchanged, %d invalid, %d duplicate keys, %d parked; nothing was sent or recorded\n",
+			rep.Imported+rep.Updated, rep.Imported, rep.Updated, rep.Unchanged, rep.Invalid, rep.Duplicate, rep.Parked)
 		return passFailure(cfg, runErr)
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))

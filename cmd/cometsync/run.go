@@ -36,7 +36,7 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 			defer stop()
 
 			m := metrics.New(version, true)
-			eng, err := openEngine(ctx, cfg, log, false, m)
+			eng, err := openEngine(ctx, cfg, log, nil, m)
 			if err != nil {
 				return err
 			}

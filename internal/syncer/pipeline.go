@@ -2,10 +2,6 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -144,12 +140,9 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 				if readCtx.Err() != nil {
 					continue // stopping: take no new batch
 				}
-				var err error
-				if p.opts.DryRun == nil {
-					// Once stopping, the batch's requests that have not gone
-					// out yet are not sent; those on the wire finish.
-					err = p.deliver(cometchat.WithStop(sendCtx, readCtx), b)
-				}
+				// Once stopping, the batch's requests that have not gone
+				// out yet are not sent; those on the wire finish.
+				err := p.deliver(cometchat.WithStop(sendCtx, readCtx), b)
 				results <- result{b: b, err: err}
 			}
 		}()
@@ -160,115 +153,12 @@ func (p *pass) run(ctx context.Context, after *source.Position, upper source.Val
 		close(results)
 	}()
 
-	// The collector: records each batch's outcome and moves the checkpoint
-	// over the contiguous prefix of finished batches. Outcomes that arrive
-	// close together are written in one transaction (a commit costs more
-	// than a batch's rows), never later than commitDelay after they came.
-	finished := map[int]*batch{}
-	next := 0
-	var firstErr error
-	fail := func(err error) {
-		if firstErr == nil {
-			firstErr = err
-			stopReading()
-		}
+	c := &collector{p: p, ctx: sendCtx, upper: upper, stop: stopReading, finished: map[int]*batch{}, lastProgress: s.now()}
+	if err := c.run(results); err != nil {
+		return err
 	}
-	var pending state.Changes
-	var pendingDone Report
-	var pendingClaims []string
-	pendingN := 0
-	lastProgress := s.now()
-	flush := func() {
-		if pendingN == 0 {
-			return
-		}
-		ch, done, claimed := pending, pendingDone, pendingClaims
-		pending, pendingDone, pendingN, pendingClaims = state.Changes{}, Report{}, 0, nil
-		// In guid order the upserts walk the index instead of jumping
-		// around it: fewer pages touched per transaction.
-		slices.SortFunc(ch.Delivered, func(a, b state.Delivered) int { return strings.Compare(a.Key, b.Key) })
-		if p.opts.DryRun == nil {
-			p.claimMu.Lock()
-			err := s.store.Apply(sendCtx, ch)
-			if err == nil && !p.keepClaims {
-				// The state knows these owners now (or the rows failed and
-				// own nothing).
-				for _, g := range claimed {
-					delete(p.claims, g)
-				}
-			}
-			p.claimMu.Unlock()
-			if err != nil {
-				fail(&PassError{Stage: StageState, Err: err})
-				return
-			}
-		}
-		p.rep.add(done)
-		if ch.Checkpoint != nil {
-			p.rep.Checkpoint = ch.Checkpoint
-		}
-		if s.Progress != nil && s.now().Sub(lastProgress) >= s.ProgressEvery {
-			lastProgress = s.now()
-			p.rep.CursorLag = s.cursorLag(*p.rep, false, upper, p.until)
-			s.Progress(*p.rep)
-		}
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		var r result
-		var ok bool
-		if pendingN == 0 {
-			r, ok = <-results
-		} else {
-			timer.Reset(commitDelay)
-			select {
-			case r, ok = <-results:
-			case <-timer.C:
-				flush()
-				continue
-			}
-		}
-		if !ok {
-			flush()
-			break
-		}
-		if r.err != nil {
-			fail(r.err)
-			continue
-		}
-		finished[r.b.seq] = r.b
-		var cp *source.Position
-		for {
-			b, ok := finished[next]
-			if !ok {
-				break
-			}
-			delete(finished, next)
-			next++
-			if b.end != nil {
-				cp = b.end
-			}
-		}
-		pending.Delivered = append(pending.Delivered, r.b.changes.Delivered...)
-		pending.Failed = append(pending.Failed, r.b.changes.Failed...)
-		pending.Cleared = append(pending.Cleared, r.b.changes.Cleared...)
-		pendingClaims = append(pendingClaims, r.b.claimed...)
-		if cp != nil {
-			raw, err := json.Marshal(cp)
-			if err != nil {
-				return fmt.Errorf("encode checkpoint: %w", err)
-			}
-			pending.Checkpoint = raw
-		}
-		pendingDone.add(r.b.done)
-		pendingN++
-		if pendingN >= commitEvery {
-			flush()
-		}
-	}
-	if firstErr != nil {
-		return firstErr
+	if c.err != nil {
+		return c.err
 	}
 	if readErr != nil {
 		return readErr

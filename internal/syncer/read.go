@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/cometsync/cometsync/internal/mapping"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
@@ -27,12 +25,7 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 		p.seq++
 		// A batch with nothing to send is finished already; it still goes
 		// through the collector so the checkpoint moves in order.
-		if len(b.items) == 0 || p.opts.DryRun != nil {
-			if p.opts.DryRun != nil {
-				if err := p.printDry(b); err != nil {
-					return err
-				}
-			}
+		if len(b.items) == 0 {
 			select {
 			case results <- result{b: b}:
 				return nil
@@ -231,9 +224,6 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		b.changes.Failed = append(b.changes.Failed, state.Failure{
 			RowKey: m.key, KeyJSON: keyJSON(m.keyValue), GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
 		})
-		if p.opts.DryRun != nil {
-			p.s.log.Warn("invalid row", zap.String("key", m.key), zap.String("guid", guid), zap.String("error", m.err.Error()))
-		}
 		return
 	}
 	h := m.obj.Hash
@@ -337,17 +327,6 @@ func mostCommon(counts map[string]int) (string, int) {
 		}
 	}
 	return best, n
-}
-
-func (p *pass) printDry(b *batch) error {
-	enc := json.NewEncoder(p.opts.DryRun)
-	for _, it := range b.items {
-		if err := enc.Encode(it.obj.Value); err != nil {
-			return fmt.Errorf("dry run: %w", err)
-		}
-		b.done.DryRun++
-	}
-	return nil
 }
 
 // hashValues identifies the content of a row that could not be mapped, so

@@ -33,7 +33,6 @@ type Report struct {
 	NewDuplicate int `json:"new_duplicate"`
 	Parked       int `json:"parked"`  // parked rows that did not change: not sent
 	Cleared      int `json:"cleared"` // row errors resolved (delivered, or the row is gone)
-	DryRun       int `json:"would_send,omitempty"`
 
 	// ToGo is the number of rows the pass expected to read when it started
 	// (counted only when progress is reported); -1 when not counted.
@@ -74,7 +73,6 @@ func (r *Report) add(o Report) {
 	r.NewDuplicate += o.NewDuplicate
 	r.Parked += o.Parked
 	r.Cleared += o.Cleared
-	r.DryRun += o.DryRun
 }
 
 // Stage names the part of a pass that failed.

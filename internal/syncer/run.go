@@ -27,7 +27,6 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 		return rep, &PassError{Stage: stage, Err: err}
 	}
-	dry := opts.DryRun != nil
 
 	// Where to start: the checkpoint, unless a full pass starts now. One
 	// that started earlier and did not complete goes on from the checkpoint.
@@ -48,7 +47,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		mode = starting
 	}
 	rep.Resync, rep.Rescan = mode == state.FullResync, mode == state.FullRescan
-	if err := s.checkFingerprint(ctx, &rep, dry); err != nil {
+	if err := s.checkFingerprint(ctx, &rep); err != nil {
 		return fail(StageState, err)
 	}
 	var after *source.Position
@@ -84,17 +83,15 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 			until = nil
 		}
 	}
-	if !dry {
-		// A pass with nothing to send would never learn that the key was
-		// revoked or the app is gone, and report success forever: ask first.
-		if err := s.sink.Ping(ctx); err != nil {
-			rep.CursorLag = s.cursorLag(rep, false, upper, until)
-			return fail(StageAPI, err)
-		}
+	// A pass with nothing to send would never learn that the key was
+	// revoked or the app is gone, and report success forever: ask first.
+	if err := s.sink.Ping(ctx); err != nil {
+		rep.CursorLag = s.cursorLag(rep, false, upper, until)
+		return fail(StageAPI, err)
 	}
 	// A full pass forgets the checkpoint only once the source and the API
 	// answered: one that cannot start leaves the state as it was.
-	if starting != "" && !dry {
+	if starting != "" {
 		if err := s.store.StartFullPass(ctx, starting); err != nil {
 			return fail(StageState, err)
 		}
@@ -113,25 +110,23 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 	}
 
-	if !dry {
-		// A first backfill (nothing delivered yet) lets the state append
-		// and index once at the end; see state.Store.BeginBulkLoad. The
-		// index is built even when the pass fails or is interrupted.
-		bulk, bulkErr := s.beginBulkLoad(ctx, upper)
-		if bulkErr != nil {
-			return fail(StageState, bulkErr)
-		}
-		if bulk {
-			defer func() {
-				if endErr := s.store.EndBulkLoad(context.WithoutCancel(ctx)); endErr != nil && err == nil {
-					rep, err = fail(StageState, endErr)
-				}
-			}()
-		}
+	// A first backfill (nothing delivered yet) lets the state append and
+	// index once at the end; see state.Store.BeginBulkLoad. The index is
+	// built even when the pass fails or is interrupted.
+	bulk, bulkErr := s.beginBulkLoad(ctx, upper)
+	if bulkErr != nil {
+		return fail(StageState, bulkErr)
+	}
+	if bulk {
+		defer func() {
+			if endErr := s.store.EndBulkLoad(context.WithoutCancel(ctx)); endErr != nil && err == nil {
+				rep, err = fail(StageState, endErr)
+			}
+		}()
 	}
 
 	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
-		claims: map[string]string{}, keepClaims: dry, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
 	if s.bulkDups != nil {
 		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true
 		s.bulkDups = nil
@@ -148,16 +143,14 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}
 		return fail(StageState, runErr)
 	}
-	if !dry {
-		raw, err := json.Marshal(upper)
-		if err == nil {
-			err = s.store.SetSyncedUntil(ctx, raw)
-		}
-		if err != nil {
-			return fail(StageState, err)
-		}
+	raw, err := json.Marshal(upper)
+	if err == nil {
+		err = s.store.SetSyncedUntil(ctx, raw)
 	}
-	if mode != "" && !dry {
+	if err != nil {
+		return fail(StageState, err)
+	}
+	if mode != "" {
 		// Every group now follows the current query and mapping: a resync
 		// sent them all, a rescan every one whose object differs.
 		if err := s.store.FinishFullPass(ctx); err != nil {
@@ -290,7 +283,7 @@ func (s *Syncer) cursorLag(rep Report, complete bool, upper source.Value, until 
 
 // checkFingerprint records the fingerprint on the first pass and reports
 // a change afterwards (until a full pass brings every group up to date).
-func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) error {
+func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report) error {
 	if s.cfg.Fingerprint == "" {
 		return nil
 	}
@@ -299,7 +292,7 @@ func (s *Syncer) checkFingerprint(ctx context.Context, rep *Report, dry bool) er
 		return err
 	}
 	switch {
-	case old == "" && !dry:
+	case old == "":
 		return s.store.SetFingerprint(ctx, s.cfg.Fingerprint)
 	case old != "" && old != s.cfg.Fingerprint:
 		rep.FingerprintChanged = true

@@ -6,16 +6,18 @@
 // Entity (package entities) that supplies its mapping, its key and its
 // delivery.
 //
-// The files follow a pass: run.go (the orchestration of one pass),
-// read.go (reading pages, mapping, the diff and batching), deliver.go (the
-// upsert of a batch), pipeline.go (the workers and the collector that
-// records outcomes and moves the checkpoint), report.go (what a pass did).
+// The files follow a pass: graph.go (the streams of a pass, in order),
+// run.go (the orchestration of one stream's pass), read.go (reading pages,
+// mapping, the diff and batching), pipeline.go (the reader, the workers and
+// their channels), deliver.go (the upsert of a batch), collect.go (the
+// collector that records outcomes and moves the checkpoint), report.go
+// (what a pass did), dryrun.go (an entity, sink and store that print and
+// record nothing).
 package syncer
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"time"
 
 	"go.uber.org/zap"
@@ -190,7 +192,4 @@ type Options struct {
 	// whose hash changed: cheap (minutes, not hours), for changes the
 	// cursor did not see. A resync in progress carries on instead.
 	Rescan bool
-	// DryRun, when set, receives the objects that would be sent as JSON
-	// lines; nothing is sent and the state is not changed.
-	DryRun io.Writer
 }
