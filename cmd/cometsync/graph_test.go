@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
+	"github.com/cometsync/cometsync/internal/syncer"
 )
 
 // graphSchema adds to GroupsSchema the users and memberships of a typical
@@ -165,5 +167,67 @@ func TestOnceRunsTheNamedStreamsOnly(t *testing.T) {
 	r = e.run("errors", "--config", e.cfg, "--stream", "members")
 	if r.code != 0 || !strings.Contains(r.stdout, "no failed rows") {
 		t.Errorf("errors --stream members: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestSIGKILLDuringTheMembersStreamThenEverythingArrives(t *testing.T) {
+	e := newGraphEnv(t, "import")
+	// 50 users, 60 groups, each user in each group: 3,000 memberships.
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at)
+		SELECT CONCAT('u', seq), CONCAT('User ', seq), NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_50`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at)
+		SELECT seq, CONCAT('g', seq), CONCAT('Group ', seq), 'public', NOW(6) - INTERVAL 2 HOUR FROM seq_1_to_60`)
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at)
+		SELECT g.seq, CONCAT('u', u.seq), ELT(1 + (g.seq + u.seq) % 3, 'admin', 'moderator', 'participant'),
+			NOW(6) - INTERVAL 1 HOUR + INTERVAL (g.seq * 100 + u.seq) MICROSECOND
+		FROM seq_1_to_60 g CROSS JOIN seq_1_to_50 u`)
+	e.emu.SetFaults(cometchattest.Faults{Latency: 40 * time.Millisecond})
+	c := e.start("once", "--config", e.cfg)
+	eventually(t, 60*time.Second, func() string {
+		if n := e.emu.Stats().ImportedMembers; n < 1000 {
+			return fmt.Sprintf("%d memberships imported, waiting for 1000", n)
+		}
+		return ""
+	})
+	_ = c.cmd.Process.Kill()
+	e.wait(c, 5*time.Second)
+	if n := len(e.emu.AllMembers()); n >= 3000 {
+		t.Fatalf("the process delivered all %d memberships before it was killed: the test did not kill it mid-stream", n)
+	}
+	e.emu.SetFaults(cometchattest.Faults{})
+	e.emu.ResetStats()
+	e.once(0)
+
+	st := e.emu.Stats()
+	// Users and groups had completed: none of them is sent again.
+	if st.UserImportRequests != 0 || st.ImportRequests != 0 || st.UserUpdates != 0 || st.Updates != 0 {
+		t.Errorf("after the kill, users and groups were sent again: %v", st.Requests)
+	}
+	// The memberships the killed process had sent but not recorded are
+	// answered "already exists" and get a scope update: at most the batches
+	// that can be unrecorded at any moment.
+	resent := 0
+	for k, n := range st.Requests {
+		if strings.HasPrefix(k, "PUT member ") {
+			resent += n
+		}
+	}
+	if limit := syncer.MaxUnrecorded(4) * 50; resent > limit {
+		t.Errorf("re-sent %d memberships after SIGKILL, more than could be unrecorded at any moment (%d)", resent, limit)
+	}
+	if n := len(e.emu.AllMembers()); n != 3000 {
+		t.Errorf("CometChat holds %d memberships, want 3000", n)
+	}
+	for id, m := range e.emu.AllMembers() {
+		var u, g int
+		if _, err := fmt.Sscanf(id, "g%d_member_u%d", &g, &u); err != nil {
+			t.Fatalf("unexpected member id %s", id)
+		}
+		if want := []string{"admin", "moderator", "participant"}[(g+u)%3]; m.Scope != want {
+			t.Errorf("%s has scope %s, want %s", id, m.Scope, want)
+		}
+	}
+	if errs := e.rowErrors(); len(errs) != 0 {
+		t.Errorf("row errors after the rerun: %+v", errs[:min(len(errs), 5)])
 	}
 }
