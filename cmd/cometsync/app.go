@@ -225,6 +225,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *zap.Logger, dryOut
 			Lag:               ns.Cursor.Lag.Duration(),
 			IntegerUnit:       sp.unit.Unit,
 			MaxInvalidPercent: cfg.Source.MaxInvalidPercent,
+			Deletes:           syncer.DeleteLimits{MaxPerPass: cfg.Deletes.MaxPerPass, MaxPercent: cfg.Deletes.MaxPercent, AlwaysAllow: cfg.Deletes.AlwaysAllow},
 		}, log.Named("syncer").With(zap.String("stream", ns.Name)), time.Now)
 		e.graph = append(e.graph, syncer.Stream{Name: ns.Name, Syncer: s})
 	}
@@ -277,7 +278,10 @@ func (e *engine) observePass(g syncer.GraphReport, runErr error) {
 		m.Rows(name, metrics.OutcomeDuplicate, rep.NewDuplicate)
 		m.Retries(name, metrics.RetryFailed, rep.Failed()-rep.NewFailed())
 		m.Retries(name, metrics.RetryCleared, rep.Cleared)
-		sp := metrics.StreamPass{CursorLag: rep.CursorLag, Beyond: rep.Beyond}
+		m.Deletes(name, metrics.DeleteDone, rep.Deleted)
+		m.Deletes(name, metrics.DeleteHeld, rep.DeletesHeld)
+		m.Deletes(name, metrics.DeleteFailed, rep.DeleteFails)
+		sp := metrics.StreamPass{CursorLag: rep.CursorLag, Beyond: rep.Beyond, DeletesHeld: rep.DeletesHeld}
 		if total, parked, err := e.failedRows(name); err == nil {
 			sp.FailedRows, sp.ParkedRows = total, parked
 		}

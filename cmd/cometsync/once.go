@@ -23,7 +23,7 @@ import (
 
 func newOnceCmd() *cobra.Command {
 	var path string
-	var resync, rescan, dryRun bool
+	var resync, rescan, dryRun, allowMassDelete bool
 	var streams []string
 	cmd := &cobra.Command{
 		Use:   "once --config FILE [--stream users,groups,members] [--resync | --rescan] [--dry-run]",
@@ -55,13 +55,15 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 				return err
 			}
 			defer stop()
-			return runOnce(ctx, cfg, log, syncer.Options{Resync: resync, Rescan: rescan}, dryRun, streams, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			opts := syncer.Options{Resync: resync, Rescan: rescan, AllowMassDelete: allowMassDelete}
+			return runOnce(ctx, cfg, log, opts, dryRun, streams, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
 	cmd.Flags().BoolVar(&rescan, "rescan", false, "re-read every row from the start and send only the groups whose object changed")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
+	cmd.Flags().BoolVar(&allowMassDelete, "allow-mass-delete", false, "let this pass make the deletes the brake (deletes.max_per_pass, deletes.max_percent) would hold back")
 	cmd.Flags().StringSliceVar(&streams, "stream", nil, "run only these streams (users, groups, members; comma-separated or repeated)")
 	return cmd
 }
@@ -175,6 +177,10 @@ func printGraph(w io.Writer, e *engine, g syncer.GraphReport) {
 		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
 			fmt.Fprintf(w, "%s%s\n", prefix, line)
 		}
+		if sr.DeletesHeld > 0 {
+			fmt.Fprintf(w, "%sHELD: %d deletes held back by the brake, none made; first keys: %s; run once with --allow-mass-delete if they are meant\n",
+				prefix, sr.DeletesHeld, strings.Join(sr.HeldKeys, ", "))
+		}
 		if sr.MostlyBeyond {
 			fmt.Fprintf(w, "%sWARNING: %d rows have a cursor after this pass's upper bound and were not read: see the log, and run 'cometsync check'\n", prefix, sr.Beyond)
 		}
@@ -234,6 +240,8 @@ func passFailure(cfg *config.Config, err error) error {
 			return failedErr(fmt.Errorf("%sCometChat did not answer: %v. Nothing was lost: the checkpoint stays after the last acknowledged batch; run again later", stream, pe.Err))
 		case syncer.StageState:
 			return failedErr(fmt.Errorf("%sthe state file failed: %v. Check state.path %q (disk space, permissions)", stream, pe.Err, cfg.State.Path))
+		case syncer.StageDeletes:
+			return failedErr(fmt.Errorf("%s%v", stream, pe.Err))
 		case syncer.StageCursor:
 			return failedErr(fmt.Errorf("%s%v. Nothing was read; run 'cometsync check' to see the cursor's range", stream, pe.Err))
 		case syncer.StageMapping:
@@ -283,7 +291,7 @@ func recordPass(eng *engine, g syncer.GraphReport, runErr error) {
 			zap.String("stream", name),
 			zap.Bool("ok", sr.Error == ""), zap.Int("read", rep.Read), zap.Int("imported", rep.Imported), zap.Int("updated", rep.Updated),
 			zap.Int("unchanged", rep.Unchanged), zap.Int("invalid", rep.Invalid), zap.Int("rejected", rep.Rejected), zap.Int("duplicate", rep.Duplicate),
-			zap.Int("new_failed", rep.NewFailed()), zap.Int("parked", rep.Parked),
+			zap.Int("new_failed", rep.NewFailed()), zap.Int("parked", rep.Parked), zap.Int("deleted", rep.Deleted), zap.Int("deletes_held", rep.DeletesHeld),
 			zap.Int("retried", rep.Retried), zap.Duration("duration", rep.Duration), zap.String("checkpoint", string(rep.Checkpoint)),
 		}
 		if kind := passKind(rep); kind != "pass" {
@@ -315,8 +323,8 @@ func printReport(w io.Writer, rep syncer.Report, ok bool, unit string) {
 	if !ok {
 		verdict = passKind(rep) + " did not complete"
 	}
-	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d failed (%d invalid, %d rejected, %d duplicate keys; %d of them new in the error store), %d parked skipped\n",
-		verdict, rep.Duration.Round(time.Millisecond), rep.Read, rep.Retried, rep.Imported, rep.Updated, rep.Unchanged,
+	fmt.Fprintf(w, "%s in %s: read %d rows (%d retried from the error store): %d imported, %d updated, %d unchanged, %d deleted, %d failed (%d invalid, %d rejected, %d duplicate keys; %d of them new in the error store), %d parked skipped\n",
+		verdict, rep.Duration.Round(time.Millisecond), rep.Read, rep.Retried, rep.Imported, rep.Updated, rep.Unchanged, rep.Deleted,
 		rep.Failed(), rep.Invalid, rep.Rejected, rep.Duplicate, rep.NewFailed(), rep.Parked)
 	cp := "none yet"
 	if rep.Checkpoint != nil {

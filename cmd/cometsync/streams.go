@@ -25,6 +25,8 @@ type streamParts struct {
 	fingerprint string
 	unit        source.UnitChoice
 	start       *source.Value
+	// softDeletes is set when the query selects a deleted column.
+	softDeletes bool
 }
 
 // sourceConfig is what source.Open needs for one stream.
@@ -62,6 +64,7 @@ func openStream(ctx context.Context, cfg *config.Config, ns config.NamedStream, 
 	if sp.entity, sp.fingerprint, err = newEntity(ns, cols, sp.unit.Unit, client); err != nil {
 		return nil, usageErr(err)
 	}
+	sp.softDeletes = sp.entity != nil && isSoftDeleting(sp.entity)
 	if ns.Cursor.Start != "" {
 		kind, err := sp.src.CursorKind(ctx)
 		if err != nil {
@@ -81,6 +84,23 @@ func openStream(ctx context.Context, cfg *config.Config, ns config.NamedStream, 
 // in use ("seconds" where earlier releases defaulted to it, so a state
 // synced then keeps its fingerprint).
 func newEntity(ns config.NamedStream, cols []string, unit string, client *cometchat.Client) (syncer.Entity, string, error) {
+	mapped, deletedAt := entities.WithoutDeleted(cols)
+	e, fp, err := newEntityOf(ns, mapped, unit, client)
+	if err != nil || deletedAt < 0 {
+		return e, fp, err
+	}
+	return entities.SoftDeletes{Entity: e, At: deletedAt}, fp + "+deleted", nil
+}
+
+// isSoftDeleting reports whether the stream's query selects a deleted
+// column.
+func isSoftDeleting(e syncer.Entity) bool {
+	_, ok := e.(entities.SoftDeletes)
+	return ok
+}
+
+// newEntityOf builds the entity over the mapped columns.
+func newEntityOf(ns config.NamedStream, cols []string, unit string, client *cometchat.Client) (syncer.Entity, string, error) {
 	c := ns.Cursor
 	switch ns.Name {
 	case config.StreamUsers:
@@ -88,7 +108,7 @@ func newEntity(ns config.NamedStream, cols []string, unit string, client *cometc
 		if err != nil {
 			return nil, "", err
 		}
-		return entities.Users{Mapper: m, API: client}, m.Fingerprint(ns.Query, c.Column, c.Tiebreaker, unit), nil
+		return entities.Users{Mapper: m, API: client, Permanent: ns.Delete == "permanent"}, m.Fingerprint(ns.Query, c.Column, c.Tiebreaker, unit), nil
 	case config.StreamMembers:
 		via, err := entities.ParseVia(ns.Via)
 		if err != nil {

@@ -26,6 +26,7 @@ type Config struct {
 	HTTP            HTTP      `yaml:"http"`
 	Log             Log       `yaml:"log"`
 	Metrics         Metrics   `yaml:"metrics"`
+	Deletes         Deletes   `yaml:"deletes"`
 
 	// Users, Groups and Members are the streams, each optional (at least
 	// one is there). source.query and source.cursor, the form of earlier
@@ -46,6 +47,22 @@ type Stream struct {
 	// Via is how members are added: "import" (POST /data_import/members,
 	// the default) or "rest" (POST /groups/{guid}/members). Members only.
 	Via string `yaml:"via,omitempty"`
+	// Delete is what deleting a user does: "deactivate" (the default;
+	// CometChat keeps the user and its messages) or "permanent" (erases
+	// them, irreversibly). Users only.
+	Delete string `yaml:"delete,omitempty"`
+}
+
+// Deletes is the brake against mass deletion.
+type Deletes struct {
+	// MaxPerPass holds back every delete of a stream's pass that would
+	// delete more objects than this.
+	MaxPerPass int `yaml:"max_per_pass"`
+	// MaxPercent holds them back when they are more than this percentage
+	// of the objects the state holds for the stream...
+	MaxPercent int `yaml:"max_percent"`
+	// ...and more than AlwaysAllow objects.
+	AlwaysAllow int `yaml:"always_allow"`
 }
 
 // The names of the streams, in the order a pass runs them: a member needs
@@ -222,6 +239,7 @@ func Default() *Config {
 		ShutdownTimeout: Duration(10 * time.Second),
 		HTTP:            HTTP{Listen: ":9464"},
 		Log:             Log{Level: "info", Format: "auto"},
+		Deletes:         Deletes{MaxPerPass: 1000, MaxPercent: 10, AlwaysAllow: 10},
 	}
 }
 

@@ -165,6 +165,9 @@ func (c *Config) Validate() error {
 	p.add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	p.add(oneOf("log.format", c.Log.Format, "auto", "json", "console"))
 	p.add(validateURL("metrics.pushgateway", c.Metrics.Pushgateway, "such as http://pushgateway:9091"))
+	p.add(atLeast("deletes.max_per_pass", c.Deletes.MaxPerPass, 0, " (0: no limit by count)"))
+	p.add(inRange("deletes.max_percent", c.Deletes.MaxPercent, 0, 100, "; 0: no limit by share"))
+	p.add(atLeast("deletes.always_allow", c.Deletes.AlwaysAllow, 0, ""))
 	return p.err()
 }
 
@@ -228,6 +231,12 @@ func validateStream(p *problems, st NamedStream) {
 		p.add(oneOf(key("via"), st.Via, "import", "rest"))
 	case st.Via != "":
 		p.add(invalid(key("via"), quote(st.Via), "is for members only (how members are added: import or rest)"))
+	}
+	switch {
+	case st.Name == StreamUsers && st.Delete != "":
+		p.add(oneOf(key("delete"), st.Delete, "deactivate", "permanent"))
+	case st.Delete != "":
+		p.add(invalid(key("delete"), quote(st.Delete), "is for users only (deactivate or permanent)"))
 	}
 }
 

@@ -27,6 +27,8 @@ var exportedMetrics = map[string]bool{
 	"cometsync_rows_total":                     false,
 	"cometsync_row_retries_total":              false,
 	"cometsync_rows_beyond_upper_bound":        false,
+	"cometsync_deletes_total":                  false,
+	"cometsync_deletes_held":                   false,
 	"cometsync_requests_total":                 false,
 	"cometsync_request_duration_seconds":       true,
 	"cometsync_failed_rows":                    false,

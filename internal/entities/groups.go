@@ -17,6 +17,7 @@ import (
 type GroupsAPI interface {
 	Import(ctx context.Context, groups []cometchat.Group) (map[string]cometchat.RowResult, error)
 	Update(ctx context.Context, guid string, u cometchat.Update) error
+	Delete(ctx context.Context, guid string) error
 }
 
 var _ GroupsAPI = (*cometchat.Client)(nil)
@@ -57,6 +58,12 @@ func (e Groups) Import(ctx context.Context, objs []syncer.Object) (map[string]co
 // Update sends the PUT that makes the group equal to the row.
 func (e Groups) Update(ctx context.Context, obj syncer.Object, known *state.Delivered) error {
 	return e.API.Update(ctx, obj.Key, groupUpdate(obj.Value.(cometchat.Group), known))
+}
+
+// Delete deletes the group (DELETE /groups/{guid}), and with it its
+// members.
+func (e Groups) Delete(ctx context.Context, key string) (bool, error) {
+	return false, e.API.Delete(ctx, key)
 }
 
 // groupUpdate builds the PUT body that makes the group equal to the row:

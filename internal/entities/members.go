@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -18,6 +19,7 @@ type MembersAPI interface {
 	ImportMembers(ctx context.Context, members []cometchat.Member) (map[string]cometchat.RowResult, error)
 	AddMembers(ctx context.Context, guid string, uids map[string][]string) (map[string]cometchat.RowResult, error)
 	SetMemberScope(ctx context.Context, guid, uid, scope string) error
+	KickMember(ctx context.Context, guid, uid string) error
 }
 
 var _ MembersAPI = (*cometchat.Client)(nil)
@@ -193,3 +195,16 @@ func (c addCall) uids() map[string][]string {
 	}
 	return out
 }
+
+// Delete kicks the member out of its group (DELETE
+// /groups/{guid}/members/{uid}); the key is "<guid>_member_<uid>".
+func (e Members) Delete(ctx context.Context, key string) (bool, error) {
+	guid, uid, ok := strings.Cut(key, memberSep)
+	if !ok {
+		return false, fmt.Errorf("member id %q is not <guid>%s<uid>", key, memberSep)
+	}
+	return false, e.API.KickMember(ctx, guid, uid)
+}
+
+// memberSep joins a member id's guid and uid (cometchat.MemberID).
+const memberSep = "_member_"

@@ -14,6 +14,8 @@ import (
 type UsersAPI interface {
 	ImportUsers(ctx context.Context, users []cometchat.User) (map[string]cometchat.RowResult, error)
 	UpdateUser(ctx context.Context, uid string, u cometchat.UserUpdate) error
+	DeleteUser(ctx context.Context, uid string, permanent bool) error
+	ReactivateUsers(ctx context.Context, uids []string) error
 }
 
 var _ UsersAPI = (*cometchat.Client)(nil)
@@ -23,6 +25,9 @@ var _ UsersAPI = (*cometchat.Client)(nil)
 type Users struct {
 	Mapper *mapping.UserMapper
 	API    UsersAPI
+	// Permanent makes a delete erase the user with its messages
+	// (users.delete: permanent); by default CometChat deactivates.
+	Permanent bool
 }
 
 var _ syncer.Entity = Users{}
@@ -52,8 +57,22 @@ func (e Users) Import(ctx context.Context, objs []syncer.Object) (map[string]com
 }
 
 // Update sends the PUT that makes the user equal to the row.
+// A user the state remembers as deactivated (delivered, no hash) is
+// reactivated before the update.
 func (e Users) Update(ctx context.Context, obj syncer.Object, known *state.Delivered) error {
+	if known != nil && known.Hash == "" {
+		if err := e.API.ReactivateUsers(ctx, []string{obj.Key}); err != nil {
+			return err
+		}
+		known = nil // what it had before is not known: clear what the row lacks
+	}
 	return e.API.UpdateUser(ctx, obj.Key, userUpdate(obj.Value.(cometchat.User), known))
+}
+
+// Delete deactivates the user (DELETE /users/{uid}), or erases it when
+// Permanent; kept reports a deactivation.
+func (e Users) Delete(ctx context.Context, key string) (bool, error) {
+	return !e.Permanent, e.API.DeleteUser(ctx, key, e.Permanent)
 }
 
 // userUpdate builds the PUT body that makes the user equal to the row:

@@ -30,6 +30,8 @@ type Metrics struct {
 	parkedRows      *prometheus.GaugeVec
 	cursorLag       *prometheus.GaugeVec
 	beyond          *prometheus.GaugeVec
+	deletes         *prometheus.CounterVec
+	deletesHeld     *prometheus.GaugeVec
 }
 
 // Outcomes of rows, the values of cometsync_rows_total's outcome label. A
@@ -96,6 +98,14 @@ func New(version string, withProcess bool) *Metrics {
 			Name: "cometsync_parked_rows",
 			Help: "Rows in the error store that are parked (retried only when they change), by stream.",
 		}, []string{"stream"}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_deletes_total",
+			Help: "Deletes by stream and outcome: deleted (CometChat acknowledged, or had no such object), failed (refused; retried), held (held back by the brake).",
+		}, []string{"stream", "outcome"}),
+		deletesHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometsync_deletes_held",
+			Help: "Deletes the brake held back in the last pass, by stream: more than deletes.max_per_pass or deletes.max_percent; 'once --allow-mass-delete' lets them through.",
+		}, []string{"stream"}),
 		beyond: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometsync_rows_beyond_upper_bound",
 			Help: "Rows whose cursor was after the last pass's upper bound (database clock - lag), by stream: read by a later pass; most of the table here means a cursor in the wrong unit or time zone.",
@@ -111,7 +121,7 @@ func New(version string, withProcess bool) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.retries, m.requests, m.requestDuration,
-		m.failedRows, m.parkedRows, m.cursorLag, m.beyond, build)
+		m.failedRows, m.parkedRows, m.cursorLag, m.beyond, m.deletes, m.deletesHeld, build)
 	if withProcess {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -134,6 +144,25 @@ func (m *Metrics) Streams(names ...string) {
 		m.retries.WithLabelValues(n, RetryCleared)
 		m.failedRows.WithLabelValues(n)
 		m.parkedRows.WithLabelValues(n)
+		for _, o := range []string{DeleteDone, DeleteFailed, DeleteHeld} {
+			m.deletes.WithLabelValues(n, o)
+		}
+		m.deletesHeld.WithLabelValues(n)
+	}
+}
+
+// Outcomes of deletes, the values of cometsync_deletes_total's outcome
+// label.
+const (
+	DeleteDone   = "deleted"
+	DeleteFailed = "failed"
+	DeleteHeld   = "held"
+)
+
+// Deletes counts a stream's deletes by outcome.
+func (m *Metrics) Deletes(stream, outcome string, n int) {
+	if n > 0 {
+		m.deletes.WithLabelValues(stream, outcome).Add(float64(n))
 	}
 }
 
@@ -177,6 +206,8 @@ type StreamPass struct {
 	// Beyond is the rows whose cursor was after the pass's upper bound;
 	// negative when not known.
 	Beyond int64
+	// DeletesHeld is the deletes the brake held back.
+	DeletesHeld int
 }
 
 // ObserveStream records the end of one stream's part of a pass.
@@ -189,6 +220,7 @@ func (m *Metrics) ObserveStream(stream string, p StreamPass) {
 	if p.Beyond >= 0 {
 		m.beyond.WithLabelValues(stream).Set(float64(p.Beyond))
 	}
+	m.deletesHeld.WithLabelValues(stream).Set(float64(p.DeletesHeld))
 }
 
 // ObservePass records the end of a pass.

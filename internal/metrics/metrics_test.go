@@ -76,6 +76,8 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 		{"cometsync_parked_rows", dto.MetricType_GAUGE, []string{"stream"}},
 		{"cometsync_cursor_lag_seconds", dto.MetricType_GAUGE, []string{"stream"}},
 		{"cometsync_rows_beyond_upper_bound", dto.MetricType_GAUGE, []string{"stream"}},
+		{"cometsync_deletes_total", dto.MetricType_COUNTER, []string{"outcome", "stream"}},
+		{"cometsync_deletes_held", dto.MetricType_GAUGE, []string{"stream"}},
 		{"cometsync_build_info", dto.MetricType_GAUGE, []string{"version"}},
 	}
 	checked := map[string]bool{}

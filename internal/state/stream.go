@@ -286,6 +286,10 @@ type Failure struct {
 
 // Changes is everything one batch changed, applied in one transaction.
 type Changes struct {
+	// Forgotten are keys deleted from CometChat: the state forgets them
+	// (for the groups stream, with their memberships in the members
+	// stream: deleting a group drops its members).
+	Forgotten  []string
 	Delivered  []Delivered
 	Failed     []Failure
 	Cleared    []string        // row keys whose errors are resolved
@@ -296,7 +300,7 @@ type Changes struct {
 // by one while its content stays the same and restart at one when it
 // changed; at ParkAfter attempts it is parked.
 func (s *Stream) Apply(ctx context.Context, c Changes) error {
-	if len(c.Delivered) == 0 && len(c.Failed) == 0 && len(c.Cleared) == 0 && c.Checkpoint == nil {
+	if len(c.Delivered) == 0 && len(c.Failed) == 0 && len(c.Cleared) == 0 && len(c.Forgotten) == 0 && c.Checkpoint == nil {
 		return nil
 	}
 	now := s.opts.Now().Unix()
@@ -327,6 +331,20 @@ func (s *Stream) Apply(ctx context.Context, c Changes) error {
 		for _, d := range c.Delivered {
 			if _, err := stmt.ExecContext(rowCtx, d.Key, []byte(d.Hash), d.Present, now, nullText(d.RowKey)); err != nil {
 				return fmt.Errorf("state: record delivery of %s: %w", d.Key, err)
+			}
+		}
+	}
+	for _, k := range c.Forgotten {
+		if _, err := tx.ExecContext(ctx, s.sql(`DELETE FROM {delivered} WHERE object_key = ?`), k); err != nil {
+			return fmt.Errorf("state: forget %s: %w", k, err)
+		}
+		if s.name == "groups" {
+			// The member ids of a group are "<guid>_member_<uid>": a range
+			// of the members' key index.
+			prefix := k + "_member_"
+			if _, err := tx.ExecContext(ctx, streamSQL("members", `DELETE FROM {delivered} WHERE object_key >= ? AND object_key < ?`),
+				prefix, prefix+"\xff"); err != nil {
+				return fmt.Errorf("state: forget the members of %s: %w", k, err)
 			}
 		}
 	}

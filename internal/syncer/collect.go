@@ -89,7 +89,10 @@ func (c *collector) add(b *batch) error {
 		delete(c.finished, c.next)
 		c.next++
 		if d.end != nil {
-			cp = d.end
+			c.p.lastEnd = d.end
+			if int64(d.seq) < c.p.holdSeq.Load() {
+				cp = d.end
+			}
 		}
 	}
 	c.pending.Delivered = append(c.pending.Delivered, b.changes.Delivered...)

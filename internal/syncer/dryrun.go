@@ -60,6 +60,11 @@ func (e *dryEntity) Update(_ context.Context, obj Object, _ *state.Delivered) er
 	return e.out.print(obj)
 }
 
+// Delete prints the delete it would make: {"delete": key}.
+func (e *dryEntity) Delete(_ context.Context, key string) (bool, error) {
+	return false, e.out.print(Object{Value: map[string]string{"delete": key}})
+}
+
 // drySink asks CometChat nothing: a dry run needs no key.
 type drySink struct{}
 

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
@@ -46,10 +47,13 @@ type batch struct {
 	// claimed lists the guids whose owners this batch records (see
 	// pass.claims).
 	claimed []string
-	done    Report
-	changes state.Changes
-	end     *source.Position
-	rows    int
+	// holdsDelete is set when a row of the batch is to be deleted: the
+	// checkpoint may not pass it before the delete is made.
+	holdsDelete bool
+	done        Report
+	changes     state.Changes
+	end         *source.Position
+	rows        int
 }
 
 func (b *batch) empty() bool { return b.rows == 0 }
@@ -86,6 +90,15 @@ type pass struct {
 	keepClaims bool
 	bulk       bool
 	dupGUIDs   map[string]bool
+
+	// The deletes of the pass, made once the upserts are done (see
+	// deletes.go): the first ones, and how many there are. holdSeq is the
+	// first batch that holds one (noHold when none): the collector moves
+	// the checkpoint up to it only; lastEnd is where it would have moved.
+	deletes []deleteItem
+	deleteN int
+	holdSeq atomic.Int64
+	lastEnd *source.Position
 
 	// Rows read by the cursor (not retries), the invalid ones among them,
 	// and the fields they failed on: a mostly invalid pass is a mapping

@@ -23,6 +23,11 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 		}
 		b.seq = p.seq
 		p.seq++
+		if b.holdsDelete {
+			// The checkpoint stays before this batch until its deletes are
+			// made, after the upserts (see pass.finishDeletes).
+			p.holdSeq.CompareAndSwap(noHold, int64(b.seq))
+		}
 		// A batch with nothing to send is finished already; it still goes
 		// through the collector so the checkpoint moves in order.
 		if len(b.items) == 0 {
@@ -224,6 +229,10 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		b.changes.Failed = append(b.changes.Failed, state.Failure{
 			RowKey: m.key, KeyJSON: keyJSON(m.keyValue), GUID: guid, Code: CodeInvalidRow, Message: m.err.Error(), RowHash: rowHash,
 		})
+		return
+	}
+	if m.obj.Deleted {
+		p.classifyDeleted(b, m, known, hadErr)
 		return
 	}
 	h := m.obj.Hash

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cometsync/cometsync/internal/source"
@@ -20,6 +21,13 @@ type Report struct {
 	Invalid   int `json:"invalid"`   // broke CometChat's constraints: not sent
 	Rejected  int `json:"rejected"`  // refused by the API for this row
 	Duplicate int `json:"duplicate"` // mapped to a guid another row owns: not sent
+	// Deleted counts the objects deleted from CometChat (a user is
+	// deactivated unless users.delete is permanent); DeletesHeld the
+	// deletes the brake held back, HeldKeys the first of their keys.
+	Deleted     int      `json:"deleted"`
+	DeleteFails int      `json:"delete_failed"`
+	DeletesHeld int      `json:"deletes_held"`
+	HeldKeys    []string `json:"held_keys,omitempty"`
 	// Beyond counts the rows whose cursor is after the pass's upper bound
 	// (read only by later passes); MostlyBeyond is set when they are most
 	// of the table, which no later pass fixes.
@@ -72,6 +80,9 @@ func (r *Report) add(o Report) {
 	r.NewRejected += o.NewRejected
 	r.NewDuplicate += o.NewDuplicate
 	r.Parked += o.Parked
+	r.Deleted += o.Deleted
+	r.DeleteFails += o.DeleteFails
+	r.DeletesHeld += o.DeletesHeld
 	r.Cleared += o.Cleared
 }
 
@@ -89,7 +100,31 @@ const (
 	// StageCursor is a pass that read nothing while most rows lie beyond
 	// its upper bound: see BeyondBoundError.
 	StageCursor Stage = "cursor"
+	// StageDeletes is a pass that synced everything but held back its
+	// deletes: see DeletesHeldError.
+	StageDeletes Stage = "deletes"
 )
+
+// DeletesHeldError is a pass whose deletes for a stream the brake held
+// back: more than the limits allow at once, which a wrong query or a
+// half-restored database produces far more often than real churn.
+type DeletesHeldError struct {
+	N         int // deletes the pass would have made
+	Delivered int // objects the state holds for the stream
+	Limits    DeleteLimits
+	First     []string // the first keys
+}
+
+func (e *DeletesHeldError) Error() string {
+	pct := 0.0
+	if e.Delivered > 0 {
+		pct = float64(e.N) * 100 / float64(e.Delivered)
+	}
+	return fmt.Sprintf("held back %d deletes (%.1f%% of the %d objects delivered; the limits are deletes.max_per_pass %d and "+
+		"deletes.max_percent %d%%): nothing was deleted, everything else was synced; first keys: %s. "+
+		"If these deletes are meant, run once with --allow-mass-delete",
+		e.N, pct, e.Delivered, e.Limits.MaxPerPass, e.Limits.MaxPercent, strings.Join(e.First, ", "))
+}
 
 // BeyondBoundError says that all or most rows have a cursor after the
 // pass's upper bound (database clock - lag), so no pass ever reads them.

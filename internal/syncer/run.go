@@ -127,11 +127,15 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 
 	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
 		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+	p.holdSeq.Store(noHold)
 	if s.bulkDups != nil {
 		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true
 		s.bulkDups = nil
 	}
 	runErr := p.run(ctx, after, upper)
+	if runErr == nil {
+		runErr = p.finishDeletes(ctx)
+	}
 	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper, until)
 	if runErr != nil {
 		var pe *PassError

@@ -47,6 +47,9 @@ type Object struct {
 	// Value is the import object itself (a cometchat.Group, User or
 	// Member), as the entity sends it and a dry run prints it.
 	Value any
+	// Deleted marks a row the source says is deleted (its `deleted`
+	// column): only Key is set, and what CometChat has of it is deleted.
+	Deleted bool
 }
 
 // Entity is what one stream syncs, plugged into the engine: its mapping,
@@ -72,6 +75,11 @@ type Entity interface {
 	// *cometchat.APIError that is NotFound means CometChat has no such
 	// object.
 	Update(ctx context.Context, obj Object, known *state.Delivered) error
+	// Delete deletes the object with this key from CometChat; an answer
+	// that it does not exist is success. kept reports that CometChat keeps
+	// it, deactivated (users by default): the state remembers it as such,
+	// so that it is reactivated if its row comes back.
+	Delete(ctx context.Context, key string) (kept bool, err error)
 }
 
 // Sink is CometChat, as every pass needs it.
@@ -96,6 +104,8 @@ type Store interface {
 	ErrorKeys(ctx context.Context) (map[string]state.ErrorKey, error)
 	RetryKeys(ctx context.Context) ([]json.RawMessage, error)
 	Apply(ctx context.Context, c state.Changes) error
+	// DeliveredCount is how many objects the state holds for the stream.
+	DeliveredCount(ctx context.Context) (int, error)
 }
 
 var _ Store = (*state.Stream)(nil)
@@ -118,10 +128,21 @@ type Config struct {
 	// integer_unit), to tell how far behind the database clock the sync is.
 	Lag         time.Duration
 	IntegerUnit string
+	// Deletes is the brake against mass deletion.
+	Deletes DeleteLimits
 	// MaxInvalidPercent fails a pass in which more than this share of the
 	// rows read by the cursor are invalid (at least MinInvalidRows of them):
 	// a mapping mistake, not bad data. 0 means 50; 100 never fails.
 	MaxInvalidPercent int
+}
+
+// DeleteLimits hold back every delete of a stream's pass that would delete
+// more than MaxPerPass objects, or more than MaxPercent of those the state
+// holds for the stream when that is more than AlwaysAllow objects.
+type DeleteLimits struct {
+	MaxPerPass  int
+	MaxPercent  int
+	AlwaysAllow int
 }
 
 // MinInvalidRows is the fewest invalid rows read by the cursor that can
@@ -192,4 +213,7 @@ type Options struct {
 	// whose hash changed: cheap (minutes, not hours), for changes the
 	// cursor did not see. A resync in progress carries on instead.
 	Rescan bool
+	// AllowMassDelete lets this pass make the deletes the brake would
+	// hold back (Config.Deletes).
+	AllowMassDelete bool
 }

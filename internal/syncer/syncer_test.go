@@ -140,6 +140,8 @@ func (e groupEntity) Import(ctx context.Context, objs []Object) (map[string]come
 
 func (e groupEntity) Update(context.Context, Object, *state.Delivered) error { return nil }
 
+func (e groupEntity) Delete(context.Context, string) (bool, error) { return false, nil }
+
 // The cursor lag says how far behind the database clock the delivered data
 // is. A failed pass must neither show 0 ("in sync") nor the age of the last
 // row on a quiet table; with the database down it is unknown (-1), which
