@@ -69,15 +69,18 @@ func (rec *userRecord) view() userView {
 // handleImportUsers serves POST /data_import/users: a uid that exists
 // (active or not) is answered ERR_UID_ALREADY_EXISTS and left as it is.
 func (e *Emulator) handleImportUsers(w http.ResponseWriter, body []byte, partial bool, reject func(string) (string, string, bool)) string {
-	rows, msg := e.parseRows(body, "users", "uid")
+	rows, msg := parseImport(e, body, userImport)
 	if msg != "" {
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
-	return answerImport(w, rows, partial, "users", func(rows []importRow) []rowResult {
-		return importEach(e, rows, reject, codeInvalidUser, decodeImportUser,
-			func(u cometchat.User) string { return u.UID }, e.storeUser)
+	return answerImport(w, rows, partial, "users", func(rows []importRow[cometchat.User]) []rowResult {
+		return importEach(e, rows, reject, userImport, func(u cometchat.User) string { return u.UID }, e.storeUser)
 	})
 }
+
+// userImport is POST /data_import/users.
+var userImport = importKind[cometchat.User]{wrapper: "users", keyName: "uid", invalidCode: codeInvalidUser,
+	scan: (*scanner).importUser, decode: decodeImportUser}
 
 // storeUser stores an imported user; the caller holds e.mu.
 func (e *Emulator) storeUser(u cometchat.User) rowResult {
@@ -93,7 +96,7 @@ func (e *Emulator) storeUser(u cometchat.User) rowResult {
 
 // decodeImportUser checks one row against the documented constraints and
 // returns it as it is stored: uid lowercased, metadata compact.
-func decodeImportUser(row importRow) (cometchat.User, *fieldError) {
+func decodeImportUser(row importRow[cometchat.User]) (cometchat.User, *fieldError) {
 	var u cometchat.User
 	obj, ferr := decodeObject(row.raw, "user")
 	if ferr != nil {
