@@ -62,8 +62,10 @@ func (e *Emulator) handleImportMembers(w http.ResponseWriter, body []byte, parti
 // joinedAt may not pass.
 func memberImport(now int64) importKind[cometchat.Member] {
 	return importKind[cometchat.Member]{wrapper: "members", keyName: "member id", invalidCode: codeInvalidMember,
-		scan:   func(s *scanner, key string) (cometchat.Member, bool) { return s.importMember(key, now) },
-		decode: func(row importRow[cometchat.Member]) (cometchat.Member, *fieldError) { return decodeImportMember(row, now) }}
+		scan: func(s *scanner, key string) (cometchat.Member, bool) { return s.importMember(key, now) },
+		decode: func(row importRow[cometchat.Member]) (cometchat.Member, *fieldError) {
+			return decodeImportMember(row, now)
+		}}
 }
 
 // storeMember stores an imported membership; the caller holds e.mu.
