@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 )
@@ -123,4 +124,43 @@ func benchImport(b *testing.B, e *Emulator, path string, body []byte, rows int, 
 	if got := imported(e.Stats()); got != b.N*rows {
 		b.Fatalf("imported %d rows in %d requests, want %d each", got, b.N, rows)
 	}
+}
+
+// BenchmarkStoredUsers measures what the users the imports store cost the
+// garbage collector: heap objects and bytes a stored user keeps live, and
+// the time of a full collection a user, with 20,000 users stored. At a
+// million users, that per-user cost is what each collection marks.
+func BenchmarkStoredUsers(b *testing.B) {
+	const users, rows = 20000, 50
+	bodies := make([][]byte, users/rows)
+	for i := range bodies {
+		bodies[i] = bytes.ReplaceAll(typicalUsersBody(b, rows), []byte("user-0"), []byte(fmt.Sprintf("u%03d-0", i)))
+	}
+	w := &discardWriter{h: make(http.Header)}
+	var objects, heap, gc float64
+	for b.Loop() {
+		e := New(Config{APIKey: testKey})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, body := range bodies {
+			req := httptest.NewRequest(http.MethodPost, "/v3/data_import/users", bytes.NewReader(body))
+			req.Header.Set("apikey", testKey)
+			e.ServeHTTP(w, req)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		start := time.Now()
+		runtime.GC()
+		gc += float64(time.Since(start).Nanoseconds()) / users
+		objects += float64(after.HeapObjects-before.HeapObjects) / users
+		heap += float64(after.HeapAlloc-before.HeapAlloc) / users
+		if n := len(e.Users()); n != users {
+			b.Fatalf("stored %d users, want %d", n, users)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(objects/n, "objects/user")
+	b.ReportMetric(heap/n, "B/user")
+	b.ReportMetric(gc/n, "gc-ns/user")
 }
