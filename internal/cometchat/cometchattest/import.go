@@ -15,29 +15,46 @@ import (
 var importFields = []string{"guid", "name", "type", "password", "icon", "owner",
 	"createdAt", "metadata", "tags", "groupOwnerDetails"}
 
-// importRow is one entry of the request's groups object, in request order.
-type importRow struct {
+// importRow is one entry of the request's wrapper object (groups, users,
+// members), in request order, of an entity T.
+type importRow[T any] struct {
 	key string
 	raw json.RawMessage
-	// group is the row as stored, when decoded is set: the fast path
-	// decodes only rows that decodeImportGroup accepts.
-	group   cometchat.Group
+	// item is the row as stored, when decoded is set: the fast path
+	// decodes only rows that the reference path accepts.
+	item    T
 	decoded bool
 }
 
-// decode checks the row against the documented constraints and returns it
-// as it is stored. Rows the fast path has not vouched for get the
+// importKind is one data-import endpoint, as both paths read it.
+type importKind[T any] struct {
+	wrapper     string // the body's top-level key: groups, users, members
+	keyName     string // what the wrapper's keys are in messages: guid, uid, member id
+	invalidCode string // a refused row's code, unless its check names its own
+	// scan is the fast path of one row: it reads the row at s, wrapped by
+	// key, when decode would accept it, with the same result.
+	scan func(s *scanner, key string) (T, bool)
+	// decode is the reference path of one row; it alone words row errors.
+	decode func(importRow[T]) (T, *fieldError)
+}
+
+// groupImport is POST /data_import/groups.
+var groupImport = importKind[cometchat.Group]{wrapper: "groups", keyName: "guid", invalidCode: codeInvalidGroup,
+	scan: (*scanner).importGroup, decode: decodeImportGroup}
+
+// decodeRow checks the row against the documented constraints and returns
+// it as it is stored. Rows the fast path has not vouched for get the
 // reference path, which also words every error.
-func (row importRow) decode(fast bool) (cometchat.Group, *fieldError) {
+func (k importKind[T]) decodeRow(row importRow[T], fast bool) (T, *fieldError) {
 	if row.decoded {
-		return row.group, nil
+		return row.item, nil
 	}
 	if fast {
-		if g, ok := decodeImportGroupFast(row); ok {
-			return g, nil
+		if item, ok := k.decodeFast(row); ok {
+			return item, nil
 		}
 	}
-	return decodeImportGroup(row)
+	return k.decode(row)
 }
 
 // rowResult is one entry of the answer's data object.
@@ -62,17 +79,17 @@ type importAnswer struct {
 // the first half of the rows (rounded down) and then fails the request, as
 // the real endpoint can.
 func (e *Emulator) handleImport(w http.ResponseWriter, body []byte, partial bool, reject func(string) (string, string, bool)) string {
-	rows, msg := e.parseImport(body)
+	rows, msg := parseImport(e, body, groupImport)
 	if msg != "" {
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
-	return answerImport(w, rows, partial, "groups", func(rows []importRow) []rowResult { return e.importRows(rows, reject) })
+	return answerImport(w, rows, partial, "groups", func(rows []importRow[cometchat.Group]) []rowResult { return e.importRows(rows, reject) })
 }
 
 // answerImport stores rows with store and answers one entry per row under
 // its lowercased key; with partial it stores the first half of the rows
 // (rounded down) and then fails the request, as the real endpoints can.
-func answerImport(w http.ResponseWriter, rows []importRow, partial bool, what string, store func([]importRow) []rowResult) string {
+func answerImport[T any](w http.ResponseWriter, rows []importRow[T], partial bool, what string, store func([]importRow[T]) []rowResult) string {
 	if partial {
 		store(rows[:len(rows)/2])
 		return writeError(w, http.StatusInternalServerError, codeException,
@@ -86,28 +103,24 @@ func answerImport(w http.ResponseWriter, rows []importRow, partial bool, what st
 	return writeJSON(w, http.StatusOK, importAnswer{Data: data})
 }
 
-// parseImport reads the request body into its rows, keeping their order. A
-// non-empty message means the whole request is refused with 400 and nothing
-// is imported.
-func (e *Emulator) parseImport(body []byte) ([]importRow, string) {
+// parseImport reads the request body of an import of k into its rows,
+// keeping their order. A non-empty message means the whole request is
+// refused with 400 and nothing is imported.
+func parseImport[T any](e *Emulator, body []byte, k importKind[T]) ([]importRow[T], string) {
 	if !e.referenceOnly {
-		if rows, ok := e.parseImportFast(body); ok {
+		if rows, ok := parseImportFast(e, body, k); ok {
 			return rows, ""
 		}
 	}
-	return e.parseImportReference(body)
+	return parseRows[T](e, body, k.wrapper, k.keyName)
 }
 
-// parseImportReference is parseImport as specified: it alone words the
-// messages of refused requests.
-func (e *Emulator) parseImportReference(body []byte) ([]importRow, string) {
-	return e.parseRows(body, "groups", "guid")
-}
-
-// parseRows reads a data-import body {"<wrapper>": {"<key>": {...}}} into
-// its rows, in order, for the wrapper ("groups", "users", "members") whose
-// rows are keyed by keyName ("guid", "uid", "member id").
-func (e *Emulator) parseRows(body []byte, wrapper, keyName string) ([]importRow, string) {
+// parseRows is parseImport as specified: it alone words the messages of
+// refused requests. It reads a data-import body
+// {"<wrapper>": {"<key>": {...}}} into its rows, in order, for the wrapper
+// ("groups", "users", "members") whose rows are keyed by keyName ("guid",
+// "uid", "member id").
+func parseRows[T any](e *Emulator, body []byte, wrapper, keyName string) ([]importRow[T], string) {
 	top, ferr := decodeObject(body, "body")
 	if ferr != nil {
 		return nil, fmt.Sprintf("the body must be a JSON object {\"%s\": {\"<%s>\": {...}}}", wrapper, keyName)
@@ -124,7 +137,7 @@ func (e *Emulator) parseRows(body []byte, wrapper, keyName string) ([]importRow,
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, fmt.Sprintf("%s must be an object keyed by %s, not an array or a scalar", wrapper, keyName)
 	}
-	var rows []importRow
+	var rows []importRow[T]
 	seen := make(map[string]bool)
 	for dec.More() {
 		tok, err := dec.Token()
@@ -142,7 +155,7 @@ func (e *Emulator) parseRows(body []byte, wrapper, keyName string) ([]importRow,
 			return nil, fmt.Sprintf("%s %q appears twice in %s (%ss are case-insensitive)", keyName, key, wrapper, keyName)
 		}
 		seen[strings.ToLower(key)] = true
-		rows = append(rows, importRow{key: key, raw: raw})
+		rows = append(rows, importRow[T]{key: key, raw: raw})
 	}
 	switch {
 	case len(rows) == 0:
@@ -157,7 +170,7 @@ func (e *Emulator) parseRows(body []byte, wrapper, keyName string) ([]importRow,
 // it is. RejectRow is asked about each valid row without the lock held; the
 // rows it lets through are then stored under one hold of the lock, rather
 // than one per row.
-func (e *Emulator) importRows(rows []importRow, reject func(string) (string, string, bool)) []rowResult {
+func (e *Emulator) importRows(rows []importRow[cometchat.Group], reject func(string) (string, string, bool)) []rowResult {
 	results := make([]rowResult, len(rows))
 	type pending struct {
 		i       int
@@ -166,11 +179,11 @@ func (e *Emulator) importRows(rows []importRow, reject func(string) (string, str
 	}
 	store := make([]pending, 0, len(rows))
 	for i, row := range rows {
-		g, ferr := row.decode(!e.referenceOnly)
+		g, ferr := groupImport.decodeRow(row, !e.referenceOnly)
 		if ferr != nil {
 			code := ferr.code
 			if code == "" {
-				code = codeInvalidGroup
+				code = groupImport.invalidCode
 			}
 			results[i] = rowResult{Error: &rowError{Code: code, Message: ferr.message()}}
 			continue
@@ -211,7 +224,7 @@ func (e *Emulator) importRows(rows []importRow, reject func(string) (string, str
 
 // decodeImportGroup checks one row against the documented constraints and
 // returns it as it is stored: guid lowercased, metadata compact.
-func decodeImportGroup(row importRow) (cometchat.Group, *fieldError) {
+func decodeImportGroup(row importRow[cometchat.Group]) (cometchat.Group, *fieldError) {
 	obj, ferr := decodeObject(row.raw, "group")
 	if ferr != nil {
 		return cometchat.Group{}, ferr
@@ -259,20 +272,20 @@ func decodeImportGroup(row importRow) (cometchat.Group, *fieldError) {
 }
 
 // importEach imports the rows of a users or members request: it decodes
-// each row (a refusal answered with invalidCode unless the check names its
-// own), asks reject about the valid ones without the lock held, and stores
-// the rest with store under one hold of the lock.
-func importEach[T any](e *Emulator, rows []importRow, reject func(string) (string, string, bool), invalidCode string,
-	decode func(importRow) (T, *fieldError), key func(T) string, store func(T) rowResult) []rowResult {
+// each row (a refusal answered with k.invalidCode unless the check names
+// its own), asks reject about the valid ones without the lock held, and
+// stores the rest with store under one hold of the lock.
+func importEach[T any](e *Emulator, rows []importRow[T], reject func(string) (string, string, bool), k importKind[T],
+	key func(T) string, store func(T) rowResult) []rowResult {
 	results := make([]rowResult, len(rows))
 	pending := make([]int, 0, len(rows))
 	items := make([]T, len(rows))
 	for i, row := range rows {
-		it, ferr := decode(row)
+		it, ferr := k.decodeRow(row, !e.referenceOnly)
 		if ferr != nil {
 			code := ferr.code
 			if code == "" {
-				code = invalidCode
+				code = k.invalidCode
 			}
 			results[i] = failed(code, ferr.message())
 			continue

@@ -1,12 +1,9 @@
 package cometchattest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"runtime"
 	"testing"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
@@ -64,35 +61,7 @@ func (w *discardWriter) WriteHeader(status int)      { w.status = status }
 // cpu-ns/row is the process's CPU time, garbage collection included.
 func BenchmarkImport50(b *testing.B) {
 	const rows = 50
-	body := typicalImportBody(b, rows)
 	e := New(Config{APIKey: testKey})
-	w := &discardWriter{h: make(http.Header)}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	var mem runtime.MemStats
-	runtime.ReadMemStats(&mem)
-	mallocs := mem.Mallocs
-	cpu, cpuOK := processCPU()
-	b.ResetTimer()
-	for b.Loop() {
-		e.Reset()
-		req := httptest.NewRequest(http.MethodPost, "/v3/data_import/groups", bytes.NewReader(body))
-		req.Header.Set("apikey", testKey)
-		clear(w.h)
-		e.ServeHTTP(w, req)
-		if w.status != http.StatusOK {
-			b.Fatalf("HTTP %d", w.status)
-		}
-	}
-	b.StopTimer()
-	n := float64(b.N * rows)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/row")
-	if end, ok := processCPU(); ok && cpuOK {
-		b.ReportMetric(float64((end-cpu).Nanoseconds())/n, "cpu-ns/row")
-	}
-	runtime.ReadMemStats(&mem)
-	b.ReportMetric(float64(mem.Mallocs-mallocs)/n, "allocs/row")
-	if s := e.Stats(); s.ImportedRows != b.N*rows {
-		b.Fatalf("imported %d rows in %d requests, want %d each", s.ImportedRows, b.N, rows)
-	}
+	benchImport(b, e, "/v3/data_import/groups", typicalImportBody(b, rows), rows, e.Reset,
+		func(s Stats) int { return s.ImportedRows })
 }

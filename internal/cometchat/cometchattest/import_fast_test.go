@@ -202,59 +202,88 @@ func importPathCases(tb testing.TB) []importCase {
 // creation times do not differ between the two emulators.
 func fixedNow() time.Time { return time.Unix(1700000000, 0) }
 
+// importPath is one import endpoint, for the comparisons of its fast and
+// reference paths.
+type importPath struct {
+	path     string
+	rejected string                                        // the key RejectRow refuses
+	setup    func(e *Emulator)                             // what the app holds before the request
+	stored   func(e *Emulator) any                         // everything the endpoint stores
+	rows     func(tb testing.TB, e *Emulator, body []byte) // compareRows for its kind
+	takes    func(e *Emulator, body []byte) bool           // whether the fast path takes the request
+}
+
+// pathOf describes the endpoint path of kind k.
+func pathOf[T any](path, rejected string, k importKind[T], setup func(*Emulator), stored func(*Emulator) any) importPath {
+	return importPath{path: path, rejected: rejected, setup: setup, stored: stored,
+		rows: func(tb testing.TB, e *Emulator, body []byte) { compareRows(tb, e, body, k) },
+		takes: func(e *Emulator, body []byte) bool {
+			_, ok := parseImportFast(e, body, k)
+			return ok
+		}}
+}
+
+// groupPath is POST /data_import/groups, to an app that has the group
+// "taken".
+var groupPath = pathOf("/v3/data_import/groups", "rejected", groupImport,
+	func(e *Emulator) { e.Put(cometchat.Group{GUID: "taken", Name: "Existing", Type: "public"}) },
+	func(e *Emulator) any { return e.Groups() })
+
 // importOutcome is everything a client or a test could observe of one
 // import request.
 type importOutcome struct {
 	status int
 	body   string
-	groups map[string]any
+	stored any
 	stats  Stats
 }
 
-// importWith sends body to a fresh emulator that has the group "taken" and
-// refuses the row "rejected", with the fast path on or off.
-func importWith(tb testing.TB, c importCase, faults Faults, referenceOnly bool) importOutcome {
+// importWith sends body to p on a fresh emulator set up by p, that refuses
+// the row p.rejected, with the fast path on or off.
+func importWith(tb testing.TB, p importPath, c importCase, faults Faults, referenceOnly bool) importOutcome {
 	tb.Helper()
 	e := New(Config{APIKey: testKey, MaxBatch: c.maxBatch})
 	e.now = fixedNow
 	e.referenceOnly = referenceOnly
-	e.Put(cometchat.Group{GUID: "taken", Name: "Existing", Type: "public"})
-	faults.RejectRow = func(guid string) (string, string, bool) { return "", "refused", guid == "rejected" }
+	p.setup(e)
+	faults.RejectRow = func(key string) (string, string, bool) { return "", "refused", key == p.rejected }
 	e.SetFaults(faults)
-	req := httptest.NewRequest(http.MethodPost, "/v3/data_import/groups", strings.NewReader(c.body))
+	req := httptest.NewRequest(http.MethodPost, p.path, strings.NewReader(c.body))
 	req.Header.Set("apikey", testKey)
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, req)
-	groups := map[string]any{}
-	for guid, g := range e.Groups() {
-		groups[guid] = g
-	}
-	return importOutcome{status: rec.Code, body: rec.Body.String(), groups: groups, stats: e.Stats()}
+	return importOutcome{status: rec.Code, body: rec.Body.String(), stored: p.stored(e), stats: e.Stats()}
 }
 
-// compareImportPaths fails when the fast path answers c differently from
-// the reference path, or decodes a row the reference path would not.
-func compareImportPaths(tb testing.TB, c importCase) {
+// compareImportPaths fails when the fast path of p answers c differently
+// from the reference path, or decodes a row the reference path would not.
+func compareImportPaths(tb testing.TB, p importPath, c importCase) {
 	tb.Helper()
 	for _, faults := range []Faults{{}, {PartialImportRate: 1}} {
-		fast := importWith(tb, c, faults, false)
-		ref := importWith(tb, c, faults, true)
+		fast := importWith(tb, p, c, faults, false)
+		ref := importWith(tb, p, c, faults, true)
 		if fast.status != ref.status || fast.body != ref.body {
 			tb.Errorf("faults %+v: fast path answered HTTP %d\n%s\nreference path HTTP %d\n%s",
 				faults, fast.status, fast.body, ref.status, ref.body)
 		}
-		if !reflect.DeepEqual(fast.groups, ref.groups) {
-			tb.Errorf("faults %+v: fast path stored\n%+v\nreference path\n%+v", faults, fast.groups, ref.groups)
+		if !reflect.DeepEqual(fast.stored, ref.stored) {
+			tb.Errorf("faults %+v: fast path stored\n%+v\nreference path\n%+v", faults, fast.stored, ref.stored)
 		}
 		if !reflect.DeepEqual(fast.stats, ref.stats) {
 			tb.Errorf("faults %+v: fast path stats %+v, reference path %+v", faults, fast.stats, ref.stats)
 		}
 	}
-
-	// Row by row, where the reference path splits the request.
 	e := New(Config{APIKey: testKey, MaxBatch: c.maxBatch})
-	rows, msg := e.parseImportReference([]byte(c.body))
-	if fastRows, ok := e.parseImportFast([]byte(c.body)); ok {
+	e.now = fixedNow
+	p.rows(tb, e, []byte(c.body))
+}
+
+// compareRows fails when the fast path of k splits body differently from
+// the reference path, or decodes one of its rows differently.
+func compareRows[T any](tb testing.TB, e *Emulator, body []byte, k importKind[T]) {
+	tb.Helper()
+	rows, msg := parseRows[T](e, body, k.wrapper, k.keyName)
+	if fastRows, ok := parseImportFast(e, body, k); ok {
 		if msg != "" || len(fastRows) != len(rows) {
 			tb.Fatalf("the fast path took a request the reference path refuses (%q) or split differently", msg)
 		}
@@ -265,38 +294,52 @@ func compareImportPaths(tb testing.TB, c importCase) {
 		}
 	}
 	for _, row := range rows {
-		g, ok := decodeImportGroupFast(row)
+		item, ok := k.decodeFast(row)
 		if !ok {
 			continue
 		}
-		want, ferr := decodeImportGroup(row)
+		want, ferr := k.decode(row)
 		if ferr != nil {
 			tb.Errorf("row %q: fast path took a row the reference path refuses: %s", row.key, ferr.message())
-		} else if !reflect.DeepEqual(g, want) {
-			tb.Errorf("row %q: fast path decoded\n%+v\nreference path\n%+v", row.key, g, want)
+		} else if !reflect.DeepEqual(item, want) {
+			tb.Errorf("row %q: fast path decoded\n%+v\nreference path\n%+v", row.key, item, want)
 		}
 	}
 }
 
-func TestImportFastPathMatchesReference(t *testing.T) {
-	for _, c := range importPathCases(t) {
+// testImportPaths runs the comparison of p over cases, and checks which
+// requests the fast path takes whole.
+func testImportPaths(t *testing.T, p importPath, cases []importCase) {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			compareImportPaths(t, c)
+			compareImportPaths(t, p, c)
 			e := New(Config{APIKey: testKey, MaxBatch: c.maxBatch})
-			if _, ok := e.parseImportFast([]byte(c.body)); ok != c.fast {
+			e.now = fixedNow
+			if ok := p.takes(e, []byte(c.body)); ok != c.fast {
 				t.Errorf("fast path took the request: %v, want %v", ok, c.fast)
 			}
 		})
 	}
 }
 
-// FuzzImportFastPath looks for a request the two paths answer differently.
-// Run it with go test -fuzz FuzzImportFastPath ./internal/cometchat/cometchattest.
-func FuzzImportFastPath(f *testing.F) {
-	for _, c := range importPathCases(f) {
+// fuzzImportPaths seeds f with cases and looks for a request p's two paths
+// answer differently.
+func fuzzImportPaths(f *testing.F, p importPath, cases []importCase) {
+	for _, c := range cases {
 		f.Add([]byte(c.body), uint8(c.maxBatch))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, maxBatch uint8) {
-		compareImportPaths(t, importCase{body: string(body), maxBatch: int(maxBatch % 8)})
+		compareImportPaths(t, p, importCase{body: string(body), maxBatch: int(maxBatch % 8)})
 	})
+}
+
+func TestImportFastPathMatchesReference(t *testing.T) {
+	testImportPaths(t, groupPath, importPathCases(t))
+}
+
+// FuzzImportFastPath looks for a groups request the two paths answer
+// differently. Run it with go test -fuzz FuzzImportFastPath
+// ./internal/cometchat/cometchattest.
+func FuzzImportFastPath(f *testing.F) {
+	fuzzImportPaths(f, groupPath, importPathCases(f))
 }

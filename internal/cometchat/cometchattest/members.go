@@ -48,16 +48,24 @@ func validScope(scope string) bool {
 // ERR_GUID_NOT_FOUND, an existing one ERR_IMPORT_MUID_ALREADY_EXISTS (left
 // as it is); joinedAt is kept.
 func (e *Emulator) handleImportMembers(w http.ResponseWriter, body []byte, partial bool, reject func(string) (string, string, bool)) string {
-	rows, msg := e.parseRows(body, "members", "member id")
+	k := memberImport(e.now().Unix())
+	rows, msg := parseImport(e, body, k)
 	if msg != "" {
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
-	now := e.now().Unix()
-	return answerImport(w, rows, partial, "members", func(rows []importRow) []rowResult {
-		return importEach(e, rows, reject, codeInvalidMember,
-			func(row importRow) (cometchat.Member, *fieldError) { return decodeImportMember(row, now) },
-			func(m cometchat.Member) string { return m.MemberID }, e.storeMember)
+	return answerImport(w, rows, partial, "members", func(rows []importRow[cometchat.Member]) []rowResult {
+		return importEach(e, rows, reject, k, func(m cometchat.Member) string { return m.MemberID }, e.storeMember)
 	})
+}
+
+// memberImport is POST /data_import/members at the server time now, which
+// joinedAt may not pass.
+func memberImport(now int64) importKind[cometchat.Member] {
+	return importKind[cometchat.Member]{wrapper: "members", keyName: "member id", invalidCode: codeInvalidMember,
+		scan: func(s *scanner, key string) (cometchat.Member, bool) { return s.importMember(key, now) },
+		decode: func(row importRow[cometchat.Member]) (cometchat.Member, *fieldError) {
+			return decodeImportMember(row, now)
+		}}
 }
 
 // storeMember stores an imported membership; the caller holds e.mu.
@@ -96,7 +104,7 @@ func (e *Emulator) addMember(guid, uid string, m memberRec) {
 // decodeImportMember checks one row against the documented constraints and
 // returns it as it is stored: ids lowercased, scope defaulted to
 // participant. now is the server's time, which joinedAt may not pass.
-func decodeImportMember(row importRow, now int64) (cometchat.Member, *fieldError) {
+func decodeImportMember(row importRow[cometchat.Member], now int64) (cometchat.Member, *fieldError) {
 	var m cometchat.Member
 	obj, ferr := decodeObject(row.raw, "member")
 	if ferr != nil {

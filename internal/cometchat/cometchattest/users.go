@@ -23,17 +23,6 @@ var (
 	userUnsetFields  = []string{"avatar", "link", "metadata"}
 )
 
-// userRecord is one stored user. The user is deactivated when
-// user.DeactivatedAt is set.
-type userRecord struct {
-	user          cometchat.User
-	statusMessage string
-	created       int64 // the server's creation time, answered when the import sent none
-	updated       int64
-}
-
-func (rec *userRecord) active() bool { return rec.user.DeactivatedAt == 0 }
-
 // userView is a user as the API answers it.
 type userView struct {
 	UID           string          `json:"uid"`
@@ -51,41 +40,29 @@ type userView struct {
 	DeactivatedAt int64           `json:"deactivatedAt,omitempty"`
 }
 
-// view renders rec; the caller holds e.mu.
-func (rec *userRecord) view() userView {
-	u := cloneUser(rec.user)
-	v := userView{UID: u.UID, Name: u.Name, Avatar: u.Avatar, Link: u.Link, Role: u.Role,
-		StatusMessage: rec.statusMessage, Metadata: u.Metadata, Tags: u.Tags, Status: "offline",
-		CreatedAt: u.CreatedAt, UpdatedAt: rec.updated, LastActiveAt: u.LastActiveAt, DeactivatedAt: u.DeactivatedAt}
-	if v.CreatedAt == 0 {
-		v.CreatedAt = rec.created
-	}
-	if v.Role == "" {
-		v.Role = "default"
-	}
-	return v
-}
-
 // handleImportUsers serves POST /data_import/users: a uid that exists
 // (active or not) is answered ERR_UID_ALREADY_EXISTS and left as it is.
 func (e *Emulator) handleImportUsers(w http.ResponseWriter, body []byte, partial bool, reject func(string) (string, string, bool)) string {
-	rows, msg := e.parseRows(body, "users", "uid")
+	rows, msg := parseImport(e, body, userImport)
 	if msg != "" {
 		return writeError(w, http.StatusBadRequest, codeBadRequest, msg)
 	}
-	return answerImport(w, rows, partial, "users", func(rows []importRow) []rowResult {
-		return importEach(e, rows, reject, codeInvalidUser, decodeImportUser,
-			func(u cometchat.User) string { return u.UID }, e.storeUser)
+	return answerImport(w, rows, partial, "users", func(rows []importRow[cometchat.User]) []rowResult {
+		return importEach(e, rows, reject, userImport, func(u cometchat.User) string { return u.UID }, e.storeUser)
 	})
 }
+
+// userImport is POST /data_import/users.
+var userImport = importKind[cometchat.User]{wrapper: "users", keyName: "uid", invalidCode: codeInvalidUser,
+	scan: (*scanner).importUser, decode: decodeImportUser}
 
 // storeUser stores an imported user; the caller holds e.mu.
 func (e *Emulator) storeUser(u cometchat.User) rowResult {
 	if _, ok := e.users[u.UID]; ok {
 		return failed(codeUIDExists, fmt.Sprintf("user %q already exists; update it with PUT /users/%s", u.UID, u.UID))
 	}
-	rec := &userRecord{user: u, created: e.now().Unix()}
-	e.users[u.UID] = rec
+	rec := newUserRecord(u, e.now().Unix(), 0)
+	e.users[rec.uid()] = rec
 	e.stats.ImportedUsers++
 	v := rec.view()
 	return rowResult{Success: true, Data: &v}
@@ -93,7 +70,7 @@ func (e *Emulator) storeUser(u cometchat.User) rowResult {
 
 // decodeImportUser checks one row against the documented constraints and
 // returns it as it is stored: uid lowercased, metadata compact.
-func decodeImportUser(row importRow) (cometchat.User, *fieldError) {
+func decodeImportUser(row importRow[cometchat.User]) (cometchat.User, *fieldError) {
 	var u cometchat.User
 	obj, ferr := decodeObject(row.raw, "user")
 	if ferr != nil {
@@ -211,9 +188,10 @@ func parseUserUpdate(body []byte) (*userUpdate, *fieldError) {
 
 // apply changes rec; the caller holds e.mu.
 func (u *userUpdate) apply(rec *userRecord) {
-	usr := &rec.user
+	user, statusMessage := rec.user(), rec.str(strStatusMessage)
+	usr := &user
 	for _, f := range []struct{ dst, src *string }{
-		{&usr.Name, u.name}, {&usr.Avatar, u.avatar}, {&usr.Link, u.link}, {&usr.Role, u.role}, {&rec.statusMessage, u.statusMessage},
+		{&usr.Name, u.name}, {&usr.Avatar, u.avatar}, {&usr.Link, u.link}, {&usr.Role, u.role}, {&statusMessage, u.statusMessage},
 	} {
 		if f.src != nil {
 			*f.dst = *f.src
@@ -238,6 +216,7 @@ func (u *userUpdate) apply(rec *userRecord) {
 			usr.Metadata = nil
 		}
 	}
+	rec.set(user, statusMessage)
 }
 
 // handleUserDelete serves DELETE /users/{uid} {"permanent": bool}: by
@@ -270,7 +249,7 @@ func (e *Emulator) handleUserDelete(w http.ResponseWriter, uid string, body []by
 		}
 		e.stats.PermanentDeletes++
 	} else {
-		rec.user.DeactivatedAt = e.now().Unix()
+		rec.deactivatedAt = e.now().Unix()
 		e.stats.Deactivations++
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
@@ -293,7 +272,7 @@ func (e *Emulator) handleReactivate(w http.ResponseWriter, body []byte) string {
 	for _, uid := range uids {
 		if rec, ok := e.users[uid]; ok {
 			if !rec.active() {
-				rec.user.DeactivatedAt = 0
+				rec.deactivatedAt = 0
 				e.stats.Reactivations++
 			}
 			done = append(done, uid)
@@ -314,7 +293,7 @@ func (e *Emulator) handleDeactivateMany(w http.ResponseWriter, body []byte) stri
 	for _, uid := range uids {
 		if rec, ok := e.users[uid]; ok {
 			if rec.active() {
-				rec.user.DeactivatedAt = e.now().Unix()
+				rec.deactivatedAt = e.now().Unix()
 				e.stats.Deactivations++
 			}
 			done = append(done, uid)
@@ -414,7 +393,7 @@ func (e *Emulator) User(uid string) (cometchat.User, bool) {
 	if !ok {
 		return cometchat.User{}, false
 	}
-	return cloneUser(rec.user), true
+	return rec.user(), true
 }
 
 // Users returns a copy of every stored user, deactivated ones included,
@@ -424,26 +403,19 @@ func (e *Emulator) Users() map[string]cometchat.User {
 	defer e.mu.Unlock()
 	out := make(map[string]cometchat.User, len(e.users))
 	for uid, rec := range e.users {
-		out[uid] = cloneUser(rec.user)
+		out[uid] = rec.user()
 	}
 	return out
 }
 
 // PutUser stores u directly, replacing any user with the same uid, without
 // validation (a DeactivatedAt makes it deactivated). The uid is lowercased;
-// nothing is counted in Stats.
+// empty metadata and tags are stored as none; nothing is counted in Stats.
 func (e *Emulator) PutUser(u cometchat.User) {
-	u = cloneUser(u)
 	u.UID = strings.ToLower(u.UID)
 	now := e.now().Unix()
+	rec := newUserRecord(u, now, now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.users[u.UID] = &userRecord{user: u, created: now, updated: now}
-}
-
-// cloneUser deep-copies u.
-func cloneUser(u cometchat.User) cometchat.User {
-	u.Metadata = slices.Clone(u.Metadata)
-	u.Tags = slices.Clone(u.Tags)
-	return u
+	e.users[rec.uid()] = rec
 }
