@@ -95,6 +95,10 @@ func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample i
 			break
 		}
 		c.ok("source: connected")
+		if ns.Name == config.StreamUsers && ns.Delete == "permanent" {
+			c.warn("users.delete: permanent: a user row marked deleted erases the user in CometChat with its messages and " +
+				"conversations, irreversibly; leave it out to deactivate instead (the user comes back if the row does)")
+		}
 		checkQuery(ctx, cfg, ns, src, sample, c)
 		src.Close()
 	}

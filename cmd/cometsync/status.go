@@ -40,6 +40,10 @@ type streamStatus struct {
 	RescanInProgress bool            `json:"rescan_in_progress"`
 	// Delivered is how many objects the state holds as delivered.
 	Delivered int `json:"delivered"`
+	// Deleted and DeletesHeld are the last pass's deletes made and held
+	// back by the brake.
+	Deleted     int `json:"deleted"`
+	DeletesHeld int `json:"deletes_held"`
 }
 
 // readableCheckpoint shows a checkpoint for people: its cursor (an integer
@@ -122,6 +126,17 @@ func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
 	if rep.LastPass, err = st.LastPass(ctx); err != nil {
 		return rep, failedErr(err)
 	}
+	var lp lastPass
+	if rep.LastPass != nil && json.Unmarshal(rep.LastPass, &lp) == nil {
+		for name, sr := range lp.Streams {
+			if ss, ok := rep.Streams[name]; ok {
+				ss.Deleted, ss.DeletesHeld = sr.Deleted, sr.DeletesHeld
+				rep.Streams[name] = ss
+				rep.Deleted += sr.Deleted
+				rep.DeletesHeld += sr.DeletesHeld
+			}
+		}
+	}
 	return rep, nil
 }
 
@@ -167,6 +182,9 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 		fmt.Fprintf(tw, "  checkpoint:\t%s\n", cp)
 		fmt.Fprintf(tw, "  delivered:\t%d\n", ss.Delivered)
 		fmt.Fprintf(tw, "  failed rows:\t%d (%d parked)\n", ss.FailedRows, ss.ParkedRows)
+		if ss.Deleted > 0 || ss.DeletesHeld > 0 {
+			fmt.Fprintf(tw, "  last pass's deletes:\t%d made, %d held back by the brake\n", ss.Deleted, ss.DeletesHeld)
+		}
 		if ss.ResyncInProgress {
 			fmt.Fprintf(tw, "  resync:\tin progress (the next pass goes on with it)\n")
 		}

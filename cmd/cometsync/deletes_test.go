@@ -1,0 +1,199 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// deletesSchema adds soft-delete columns to the graph's tables.
+const deletesSchema = `
+ALTER TABLE app_users ADD COLUMN deleted_at DATETIME(6) NULL;
+ALTER TABLE chat_groups ADD COLUMN archived TINYINT NOT NULL DEFAULT 0;
+ALTER TABLE memberships ADD COLUMN removed BOOLEAN NOT NULL DEFAULT FALSE`
+
+// newDeletesEnv is the graph with each stream's query selecting its
+// deleted column, in three of the forms users write.
+func newDeletesEnv(t *testing.T, extra string) *env {
+	e := newGraphEnv(t, "import")
+	for _, q := range strings.Split(deletesSchema, ";") {
+		e.exec(q)
+	}
+	streams := strings.NewReplacer(
+		"u.avatar_url AS avatar FROM app_users u", "u.avatar_url AS avatar, u.deleted_at IS NOT NULL AS deleted FROM app_users u",
+		"g.kind AS type FROM chat_groups g", "g.kind AS type, g.archived AS deleted FROM chat_groups g",
+		"m.joined_at\n", "m.joined_at, m.removed AS deleted\n",
+	).Replace(graphStreams("import"))
+	e.configure(func(o *cfgOpts) { o.streams = streams + extra })
+	return e
+}
+
+// seedGraph inserts 30 users, 30 groups and a membership of each user in
+// the group of the same number, and syncs them.
+func seedGraph(e *env) {
+	e.t.Helper()
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at) SELECT CONCAT('u', seq), CONCAT('User ', seq), NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_30`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) SELECT seq, CONCAT('g', seq), CONCAT('Group ', seq), 'public', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_30`)
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at) SELECT seq, CONCAT('u', seq), 'participant', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_30`)
+	e.once(0)
+	if len(e.emu.Users()) != 30 || len(e.emu.Groups()) != 30 || len(e.emu.AllMembers()) != 30 {
+		e.t.Fatalf("seed: %d users, %d groups, %d members in CometChat, want 30 of each", len(e.emu.Users()), len(e.emu.Groups()), len(e.emu.AllMembers()))
+	}
+}
+
+func TestSoftDeletesOfEachEntityAndTheirReturn(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.emu.ResetStats()
+	// A member removed, a group archived, a user deleted (with a name now
+	// invalid: a deleted row needs no other valid field).
+	e.exec(`UPDATE memberships SET removed = TRUE, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid = 'u1'`)
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid = 'g2'`)
+	e.exec(`UPDATE app_users SET deleted_at = NOW(), display_name = REPEAT('x', 150), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE uid = 'u3'`)
+	r := e.once(0)
+	for _, want := range []string{"users: pass complete", "1 deleted"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if _, ok := e.emu.Member("g1", "u1"); ok {
+		t.Error("u1's removed membership of g1 is still in CometChat")
+	}
+	if _, ok := e.emu.Group("g2"); ok {
+		t.Error("the archived group g2 is still in CometChat")
+	}
+	if u, ok := e.emu.User("u3"); !ok || u.DeactivatedAt == 0 {
+		t.Errorf("u3 in CometChat = %+v (%v), want it deactivated (not erased: users.delete is not permanent)", u, ok)
+	}
+	st := e.emu.Stats()
+	if st.Kicks != 1 || st.Deletes != 1 || st.Deactivations != 1 || st.PermanentDeletes != 0 {
+		t.Errorf("kicks %d, group deletes %d, deactivations %d, permanent %d; want 1, 1, 1, 0", st.Kicks, st.Deletes, st.Deactivations, st.PermanentDeletes)
+	}
+	status := e.status()
+	if status.Streams["groups"].Delivered != 29 || status.Streams["members"].Delivered != 28 {
+		// g2's membership (u2) went with the group, without a call.
+		t.Errorf("delivered after the deletes: groups %d (want 29), members %d (want 28)", status.Streams["groups"].Delivered, status.Streams["members"].Delivered)
+	}
+
+	// Nothing more to delete: nothing is sent.
+	e.emu.ResetStats()
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Errorf("a pass after the deletes made %d write requests: %v", n, e.emu.Stats().Requests)
+	}
+
+	// They come back.
+	e.exec(`UPDATE memberships SET removed = FALSE, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid = 'u1'`)
+	e.exec(`UPDATE chat_groups SET archived = 0, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid = 'g2'`)
+	e.exec(`UPDATE app_users SET deleted_at = NULL, display_name = 'User 3 is back', updated_at = NOW(6) - INTERVAL 1 SECOND WHERE uid = 'u3'`)
+	e.exec(`UPDATE memberships SET updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid = 'u2'`)
+	e.once(0)
+	if u, ok := e.emu.User("u3"); !ok || u.DeactivatedAt != 0 || u.Name != "User 3 is back" {
+		t.Errorf("u3 after its return = %+v (%v), want it reactivated and renamed", u, ok)
+	}
+	if e.emu.Stats().Reactivations != 1 {
+		t.Errorf("%d reactivations, want 1", e.emu.Stats().Reactivations)
+	}
+	if _, ok := e.emu.Group("g2"); !ok {
+		t.Error("g2 did not come back")
+	}
+	for _, id := range []string{"g1_member_u1", "g2_member_u2"} {
+		if _, ok := e.emu.AllMembers()[id]; !ok {
+			t.Errorf("membership %s did not come back", id)
+		}
+	}
+	if errs := e.rowErrors(); len(errs) != 0 {
+		t.Errorf("row errors: %+v", errs)
+	}
+}
+
+func TestADeletedRowNeverDeliveredSendsNothing(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, archived, updated_at) VALUES (1, 'gone', 'Gone', 'public', 1, NOW(6) - INTERVAL 1 HOUR)`)
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Errorf("a deleted row never delivered made %d write requests: %v", n, e.emu.Stats().Requests)
+	}
+}
+
+func TestTheBrakeHoldsAMassDeleteUntilAllowed(t *testing.T) {
+	e := newDeletesEnv(t, "deletes:\n  max_per_pass: 5\n  max_percent: 10\n  always_allow: 2\n")
+	seedGraph(e)
+	e.emu.ResetStats()
+	// A wrong query, in effect: 8 of 30 groups archived at once.
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id <= 8`)
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at) VALUES ('newcomer', 'New', NOW(6) - INTERVAL 1 SECOND)`)
+	r := e.once(1)
+	out := r.stdout + r.stderr
+	for _, want := range []string{"HELD: 8 deletes held back", "held back 8 deletes", "deletes.max_per_pass 5", "--allow-mass-delete", "g1, g2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the held pass does not say %q:\n%s", want, out)
+		}
+	}
+	if e.emu.Stats().Deletes != 0 || len(e.emu.Groups()) != 30 {
+		t.Errorf("the brake let %d deletes through; CometChat has %d groups", e.emu.Stats().Deletes, len(e.emu.Groups()))
+	}
+	// Everything else was synced.
+	if _, ok := e.emu.User("newcomer"); !ok {
+		t.Error("the new user was not synced by the held pass")
+	}
+	if st := e.status(); st.Streams["groups"].DeletesHeld != 8 || st.DeletesHeld != 8 {
+		t.Errorf("status: groups deletes_held %d, total %d; want 8", st.Streams["groups"].DeletesHeld, st.DeletesHeld)
+	}
+	// Held again by the next pass: the checkpoint stayed before them.
+	e.once(1)
+	// Let through when allowed.
+	r = e.once(0, "--allow-mass-delete")
+	if e.emu.Stats().Deletes != 8 || len(e.emu.Groups()) != 22 {
+		t.Errorf("with --allow-mass-delete: %d deletes, %d groups left; want 8 and 22\n%s", e.emu.Stats().Deletes, len(e.emu.Groups()), r.stdout)
+	}
+	if st := e.status(); st.Streams["groups"].Deleted != 8 || st.Streams["groups"].DeletesHeld != 0 {
+		t.Errorf("status after the allowed pass: groups deleted %d, held %d; want 8 and 0", st.Streams["groups"].Deleted, st.Streams["groups"].DeletesHeld)
+	}
+	e.once(0)
+}
+
+func TestDryRunListsTheDeletesAndSendsNothing(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.emu.ResetStats()
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid IN ('g4', 'g5')`)
+	r := e.once(0, "--dry-run")
+	deletes := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var d struct {
+			Delete string `json:"delete"`
+		}
+		if json.Unmarshal([]byte(line), &d) == nil && d.Delete != "" {
+			deletes[d.Delete] = true
+		}
+	}
+	if !deletes["g4"] || !deletes["g5"] || len(deletes) != 2 {
+		t.Errorf("the dry run listed deletes %v, want g4 and g5\n%s", deletes, r.stdout)
+	}
+	if n := e.requests(); n != 0 {
+		t.Errorf("the dry run made %d write requests", n)
+	}
+	// Nothing was recorded: the real pass makes them.
+	e.once(0)
+	if _, ok := e.emu.Group("g4"); ok {
+		t.Error("g4 survived the pass after the dry run")
+	}
+}
+
+func TestPermanentUserDeletesErase(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	e.configure(func(o *cfgOpts) {
+		o.streams = strings.Replace(o.streams, "users:\n", "users:\n  delete: permanent\n", 1)
+	})
+	seedGraph(e)
+	e.exec(`UPDATE app_users SET deleted_at = NOW(), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE uid = 'u7'`)
+	e.once(0)
+	if _, ok := e.emu.User("u7"); ok || e.emu.Stats().PermanentDeletes != 1 {
+		t.Errorf("u7 still in CometChat (or not erased): %d permanent deletes", e.emu.Stats().PermanentDeletes)
+	}
+	r := e.run("check", "--config", e.cfg)
+	if !strings.Contains(r.stdout, "users.delete: permanent") {
+		t.Errorf("check does not warn about users.delete: permanent:\n%s", r.stdout)
+	}
+}
