@@ -486,3 +486,26 @@ func (s *Stream) FailedRows(ctx context.Context) (total, parked int, err error) 
 	}
 	return total, parked, nil
 }
+
+// Keys calls fn with every key the state holds as delivered, in byte
+// order, and whether CometChat keeps it deactivated (a user deleted
+// without permanent). The state is read in one statement: fn must not use
+// the state.
+func (s *Stream) Keys(ctx context.Context, fn func(key, rowKey string, kept bool) error) error {
+	rows, err := s.db.QueryContext(ctx, s.sql(`SELECT object_key, COALESCE(row_key, ''), length(hash) = 0 FROM {delivered} INDEXED BY {index} ORDER BY object_key`))
+	if err != nil {
+		return fmt.Errorf("state: list delivered %s: %w", s.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, rowKey string
+		var kept bool
+		if err := rows.Scan(&key, &rowKey, &kept); err != nil {
+			return fmt.Errorf("state: list delivered %s: %w", s.name, err)
+		}
+		if err := fn(key, rowKey, kept); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,70 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Keys reads every row of the query (whatever its cursor) and calls fn
+// with the values of the key columns, as text, in the byte order of the
+// key the mapping makes of them: each trimmed and lowercased, joined by
+// sep. It reads keys only, in one statement, for a reconcile's merge with
+// the keys the state holds; fn must be quick, as the result set stays open
+// while it runs. NULL parts are passed as "".
+func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func(parts []string) error) error {
+	if len(columns) == 0 {
+		return fmt.Errorf("list keys: no key column")
+	}
+	sel := make([]string, len(columns))
+	norm := make([]string, len(columns))
+	for i, c := range columns {
+		q := s.quote(c)
+		sel[i] = q
+		norm[i] = fmt.Sprintf("LOWER(TRIM(%s))", q)
+	}
+	var order string
+	if s.cfg.Driver == DriverMySQL {
+		args := strings.Join(norm, ", "+quoteText(sep)+", ")
+		order = fmt.Sprintf("CAST(CONCAT(%s) AS BINARY)", args)
+	} else {
+		order = strings.Join(norm, " || "+quoteText(sep)+" || ")
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", strings.Join(sel, ", "), s.from, order)
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("list keys: %w", lost(err))
+	}
+	defer rows.Close()
+	vals := make([]any, len(columns))
+	ptrs := make([]any, len(columns))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	parts := make([]string, len(columns))
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("list keys: %w", lost(err))
+		}
+		for i, v := range vals {
+			switch x := v.(type) {
+			case nil:
+				parts[i] = ""
+			case []byte:
+				parts[i] = string(x)
+			default:
+				parts[i] = fmt.Sprint(x)
+			}
+		}
+		if err := fn(parts); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list keys: %w", lost(err))
+	}
+	return nil
+}
+
+// quoteText is a SQL string literal of s.
+func quoteText(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
