@@ -113,4 +113,3 @@ func (p PagePlan) keysetIndex(cols []string) bool {
 func (s *Source) ExplainPage(ctx context.Context, after Position, upper Value, limit int) (PagePlan, error) {
 	return s.d.explain(ctx, s, after, upper, limit)
 }
-

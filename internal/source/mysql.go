@@ -63,7 +63,9 @@ type driverLogger struct{ log *zap.Logger }
 
 func (l driverLogger) Print(v ...any) { l.log.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
-func (*mysqlDialect) quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
+func (*mysqlDialect) quote(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
 
 func (*mysqlDialect) placeholder(n int) string { return questionMarks(n) }
 
@@ -99,7 +101,9 @@ func (*mysqlDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 
 func (*mysqlDialect) asText(col string) string { return col }
 
-func (*mysqlDialect) minMax(col string) (string, string) { return "MIN(" + col + ")", "MAX(" + col + ")" }
+func (*mysqlDialect) minMax(col string) (string, string) {
+	return "MIN(" + col + ")", "MAX(" + col + ")"
+}
 
 func (*mysqlDialect) valueOf(x any) (Value, error) { return ValueOf(x) }
 

@@ -109,10 +109,10 @@ type Source struct {
 	columns string // the select list
 	raw     bool   // columns ends with copies of the cursor and key
 
-	mu   sync.Mutex
+	mu       sync.Mutex
 	kind     Kind        // the cursor's kind, once CursorKind has run
 	kindType string      // the cursor's database type name, with kind
-	unit *UnitChoice // the integer unit, once Unit has run
+	unit     *UnitChoice // the integer unit, once Unit has run
 }
 
 // Open opens the database, checks that it answers, and returns a Source

@@ -78,7 +78,9 @@ func (sqliteDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 
 func (sqliteDialect) asText(col string) string { return col }
 
-func (sqliteDialect) minMax(col string) (string, string) { return "MIN(" + col + ")", "MAX(" + col + ")" }
+func (sqliteDialect) minMax(col string) (string, string) {
+	return "MIN(" + col + ")", "MAX(" + col + ")"
+}
 
 // valueOf refuses a time.Time: it would be sent back in a form that
 // compares wrongly with the stored text.
