@@ -40,9 +40,11 @@ var backends = []backend{
 		words: strings.NewReplacer("{id}", "BIGINT PRIMARY KEY AUTO_INCREMENT", "{ts}", "DATETIME(6)", "{str}", "VARCHAR(100)").Replace,
 		seq:   func(n int) string { return fmt.Sprintf("seq_1_to_%d AS seq", n) },
 		at:    func(x string) string { return "'2024-01-01' + INTERVAL (" + x + ") SECOND" },
-		newDB:  newDB,
-		addr:   func() string { return fmt.Sprintf("127.0.0.1:%d", srv.Port()) },
-		dsnVia: func(dsn, addr string) string { return strings.Replace(dsn, fmt.Sprintf("127.0.0.1:%d", srv.Port()), addr, 1) },
+		newDB: newDB,
+		addr:  func() string { return fmt.Sprintf("127.0.0.1:%d", srv.Port()) },
+		dsnVia: func(dsn, addr string) string {
+			return strings.Replace(dsn, fmt.Sprintf("127.0.0.1:%d", srv.Port()), addr, 1)
+		},
 		shortTimeout: func(dsn string) string {
 			return dsn + "?parseTime=true&readTimeout=1s"
 		},
@@ -51,7 +53,9 @@ var backends = []backend{
 		name: "postgres", driver: DriverPostgres,
 		words: strings.NewReplacer("{id}", "BIGSERIAL PRIMARY KEY", "{ts}", "timestamptz", "{str}", "text").Replace,
 		seq:   func(n int) string { return fmt.Sprintf("generate_series(1, %d) AS seq", n) },
-		at:    func(x string) string { return "timestamptz '2024-01-01 00:00:00+00' + interval '1 second' * (" + x + ")" },
+		at: func(x string) string {
+			return "timestamptz '2024-01-01 00:00:00+00' + interval '1 second' * (" + x + ")"
+		},
 		newDB:        newPGDB,
 		addr:         func() string { return pgsrv.Addr() },
 		dsnVia:       func(dsn, addr string) string { return strings.Replace(dsn, pgsrv.Addr(), addr, 1) },
