@@ -170,7 +170,7 @@ func TestParseErrors(t *testing.T) {
 				"or host=db user=app password=... dbname=chat (invalid port)", ptr("***")},
 		{"missing dsn", edit("  dsn: app:s3cret@tcp(db:3306)/chat", "  dsn: ${SOURCE_DSN}"),
 			"config: source.dsn: is missing: set the environment variable SOURCE_DSN and write dsn: ${SOURCE_DSN}, " +
-				"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql, "+
+				"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql, " +
 				"SOURCE_DSN='postgres://user:password@db:5432/chat' for postgres or SOURCE_DSN='file:/data/chat.db' for sqlite", ptr("")},
 		{"unparsable mysql dsn", edit("  dsn: app:s3cret@tcp(db:3306)/chat", "  dsn: app:s3cret@tcp(db:3306)chat"),
 			"config: source.dsn: *** is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (invalid DSN: missing the slash separating the database name)", ptr("***")},
