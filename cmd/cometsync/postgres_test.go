@@ -262,3 +262,26 @@ func TestSourcesDyingMidPass(t *testing.T) {
 		}
 	})
 }
+
+// check on PostgreSQL reads the page query's plan: with the index on
+// (cursor, tiebreaker) it is used in order; without it check warns that
+// every page scans the table, and gives the CREATE INDEX to add.
+func TestPostgresCheckKeysetIndex(t *testing.T) {
+	e := newPGEnv(t)
+	d := sourceDBs[1]
+	d.add(e, "g", 5000, "'1' HOUR")
+	e.exec("ANALYZE chat_groups")
+	r := e.checkRun(0)
+	if !strings.Contains(r.stdout, "uses the index idx_cursor of g") || strings.Contains(r.stdout, "warn  ") {
+		t.Errorf("check with the index:\n%s", r.stdout)
+	}
+	e.exec("DROP INDEX idx_cursor")
+	e.exec("ANALYZE chat_groups")
+	r = e.checkRun(0)
+	for _, want := range []string{"warn  source: the keyset read is not in index order of (updated_at, id): no index is used, every page scans chat_groups",
+		"(EXPLAIN: type Seq Scan", "CREATE INDEX chat_groups_updated_at_id ON chat_groups (updated_at, id);"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check without the index lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}

@@ -55,10 +55,10 @@ type table struct {
 	driver, params string
 }
 
-// ph is the n-th placeholder of the table's SQL.
+// ph is the n-th placeholder of the table's SQL, for a text argument.
 func (t *table) ph(n int) string {
 	if t.driver == source.DriverPostgres {
-		return fmt.Sprint("$", n)
+		return fmt.Sprint("$", n, "::text") // CONCAT's arguments have no type to infer
 	}
 	return "?"
 }
