@@ -16,14 +16,29 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 	"github.com/cometsync/cometsync/internal/mariadbtest"
+	"github.com/cometsync/cometsync/internal/pgtest"
 	"github.com/cometsync/cometsync/internal/state"
 )
 
-// srv is the MariaDB the package's tests share; every test gets its own
-// database on it.
-var srv *mariadbtest.Server
+// srv is the MariaDB the package's tests share, and pgsrv the PostgreSQL
+// (see postgres_test.go); every test gets its own database on them.
+var (
+	srv   *mariadbtest.Server
+	pgsrv *pgtest.Server
+)
 
-func TestMain(m *testing.M) { os.Exit(mariadbtest.RunMain(m, &srv)) }
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	pg, err := pgtest.StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer pg.Stop()
+	pgsrv = pg
+	return mariadbtest.RunMain(m, &srv)
+}
 
 const testAPIKey = "sk-test-9f8e7d6c5b4a"
 

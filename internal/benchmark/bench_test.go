@@ -30,8 +30,11 @@ func BenchmarkBackfill100k(b *testing.B) { benchBackfill(b, rows100k) }
 // peak RSS should be no higher (memory stays flat as the table grows).
 func BenchmarkBackfill1M(b *testing.B) { benchBackfill(b, rows1M) }
 
-func benchBackfill(b *testing.B, n int) {
-	t := tableOf(b, n)
+func benchBackfill(b *testing.B, n int) { benchBackfillOf(b, tableOf(b, n)) }
+
+// benchBackfillOf is a backfill benchmark over t (of MariaDB or PostgreSQL).
+func benchBackfillOf(b *testing.B, t *table) {
+	n := t.rows
 	binary(b)
 	var runs []run
 	b.ResetTimer()
@@ -66,16 +69,16 @@ func benchBackfill(b *testing.B, n int) {
 	b.ReportMetric(endToEnd/bare, "ratio_to_bare_read")
 }
 
-// seed is the state and app of a completed 1M backfill, which the
-// incremental benchmark starts from. The first 1M backfill of a run leaves
-// its own; the incremental benchmark makes one when it runs alone.
-var seed *world
+// seeds are the state and app of a completed 1M backfill by driver, which
+// the incremental benchmark starts from. The first 1M backfill of a run
+// leaves its own; the incremental benchmark makes one when it runs alone.
+var seeds = map[string]*world{}
 
 // backfillWorld returns an empty app and state for a backfill of t; for the
 // first 1M backfill of the run it lives as long as the run, to become the
 // seed.
 func backfillWorld(b *testing.B, t *table) (w *world, seeding bool) {
-	if t.rows == rows1M && seed == nil {
+	if t.rows == rows1M && seeds[t.driver] == nil {
 		dir, err := os.MkdirTemp(scratch, "seed-")
 		if err != nil {
 			b.Fatal(err)
@@ -85,20 +88,23 @@ func backfillWorld(b *testing.B, t *table) (w *world, seeding bool) {
 	return newWorld(b, t, b.TempDir(), false), false
 }
 
-func setSeed(w *world) { seed = w }
+func setSeed(w *world) { seeds[w.table.driver] = w }
 
 // seeded returns the 1M app and state after a full backfill.
-func seeded(b *testing.B) *world {
+func seeded(b *testing.B) *world { return seededOf(b, func() *table { return tableOf(b, rows1M) }) }
+
+// seededOf is seeded for the 1M table that table1M returns.
+func seededOf(b *testing.B, table1M func() *table) *world {
 	b.Helper()
-	if seed == nil {
-		t := tableOf(b, rows1M)
+	t := table1M()
+	if seeds[t.driver] == nil {
 		w, _ := backfillWorld(b, t)
 		start := time.Now()
 		w.once(b, rows1M)
 		b.Logf("seeded the 1M state and app in %s", time.Since(start).Round(time.Millisecond))
 		setSeed(w)
 	}
-	return seed
+	return seeds[t.driver]
 }
 
 // BenchmarkIncremental100Of1M times the whole `cometsync once` process when
@@ -150,7 +156,7 @@ func renameAndRun(b *testing.B, w *world, rng *rand.Rand, prefix, updatedAt stri
 		}
 	}
 	tag := fmt.Sprint(time.Now().UnixNano())
-	if _, err := w.table.root.Exec(`UPDATE chat_groups SET title = CONCAT(?, ' ', id, ' ', ?), updated_at = `+updatedAt+`
+	if _, err := w.table.root.Exec(`UPDATE chat_groups SET title = CONCAT(`+w.table.ph(1)+`, ' ', id, ' ', `+w.table.ph(2)+`), updated_at = `+updatedAt+`
 		WHERE id IN (`+strings.Join(ids, ",")+`)`, prefix, tag); err != nil {
 		b.Fatal(err)
 	}

@@ -50,6 +50,17 @@ type table struct {
 	rows   int
 	root   *sql.DB
 	reader string // the SELECT-only user's DSN, without parameters
+	// driver is source.driver: "mysql" (MariaDB) or "postgres"; params
+	// what its DSN carries in production.
+	driver, params string
+}
+
+// ph is the n-th placeholder of the table's SQL, for a text argument.
+func (t *table) ph(n int) string {
+	if t.driver == source.DriverPostgres {
+		return fmt.Sprint("$", n, "::text") // CONCAT's arguments have no type to infer
+	}
+	return "?"
 }
 
 var (
@@ -87,7 +98,7 @@ func tableOf(tb testing.TB, n int) *table {
 	// One connection, so the session settings below hold for every statement.
 	root.SetMaxOpenConns(1)
 	fill(tb, root, n)
-	t := &table{rows: n, root: root, reader: srv.CreateReader(tb, rootDSN)}
+	t := &table{rows: n, root: root, reader: srv.CreateReader(tb, rootDSN), driver: source.DriverMySQL, params: dsnParams}
 	tables[n] = t
 	tb.Logf("filled chat_groups with %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 	return t
@@ -192,7 +203,7 @@ func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
 	w.config = filepath.Join(dir, "cometsync.yaml")
 	indented := "    " + strings.ReplaceAll(mariadbtest.GroupsQuery, "\n", "\n    ")
 	yaml := fmt.Sprintf(`source:
-  driver: mysql
+  driver: %s
   dsn: %q
   query: |
 %s
@@ -217,7 +228,7 @@ state:
 log:
   level: warn
   format: json
-`, t.reader+dsnParams, indented, pageSize, apiKey, w.http.URL, batchSize, concurrency, w.state)
+`, t.driver, t.reader+t.params, indented, pageSize, apiKey, w.http.URL, batchSize, concurrency, w.state)
 	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -444,7 +455,7 @@ func bareRead(tb testing.TB, t *table) (int, time.Duration) {
 }
 
 func sourceConfig(t *table) source.Config {
-	return source.Config{Driver: source.DriverMySQL, DSN: t.reader + dsnParams, Query: mariadbtest.GroupsQuery, Cursor: "updated_at", Tiebreaker: "id"}
+	return source.Config{Driver: t.driver, DSN: t.reader + t.params, Query: mariadbtest.GroupsQuery, Cursor: "updated_at", Tiebreaker: "id"}
 }
 
 // inProcess wires a pass as cmd/cometsync's openEngine does, in this

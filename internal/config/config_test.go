@@ -163,11 +163,15 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping at all", "hello\n",
 			`config: line 1: (top level): must be a mapping with the keys source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, deletes, users, groups, members, got "hello"`, nil},
 
-		{"bad driver", edit("  driver: mysql", "  driver: postgres"),
-			`config: source.driver: "postgres" is not one of mysql, sqlite`, nil},
+		{"bad driver", edit("  driver: mysql", "  driver: oracle"),
+			`config: source.driver: "oracle" is not one of mysql, postgres, sqlite`, nil},
+		{"bad postgres dsn", edit("  driver: mysql\n  dsn: app:s3cret@tcp(db:3306)/chat", "  driver: postgres\n  dsn: postgres://app:s3cret@db:99999/chat"),
+			"config: source.dsn: *** is not a PostgreSQL DSN like postgres://user:password@db:5432/chat?sslmode=require " +
+				"or host=db user=app password=... dbname=chat (invalid port)", ptr("***")},
 		{"missing dsn", edit("  dsn: app:s3cret@tcp(db:3306)/chat", "  dsn: ${SOURCE_DSN}"),
 			"config: source.dsn: is missing: set the environment variable SOURCE_DSN and write dsn: ${SOURCE_DSN}, " +
-				"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql or SOURCE_DSN='file:/data/chat.db' for sqlite", ptr("")},
+				"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql, " +
+				"SOURCE_DSN='postgres://user:password@db:5432/chat' for postgres or SOURCE_DSN='file:/data/chat.db' for sqlite", ptr("")},
 		{"unparsable mysql dsn", edit("  dsn: app:s3cret@tcp(db:3306)/chat", "  dsn: app:s3cret@tcp(db:3306)chat"),
 			"config: source.dsn: *** is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (invalid DSN: missing the slash separating the database name)", ptr("***")},
 		{"missing query", edit("  query: SELECT guid, name, type, updated_at, id FROM chat_groups", "  query: \"  -- nothing\""),
@@ -378,6 +382,11 @@ func TestRedactDSN(t *testing.T) {
 		{"sqlite", "file:/data/chat.db?_pragma=busy_timeout(5000)", "file:/data/chat.db?_pragma=busy_timeout(5000)"},
 		{"", "user:s3cret@host/db", "user:***@host/db"},
 		{"postgres", "no password here", "no password here"},
+		{"postgres", "postgres://app:s3cr%40t@db:5432/chat?sslmode=require", "postgres://app:***@db:5432/chat?sslmode=require"},
+		{"postgres", "postgres://app@db/chat?password=s3cret&sslmode=disable", "postgres://app@db/chat?password=***&sslmode=disable"},
+		{"postgres", "host=db user=app password=s3cret dbname=chat", "host=db user=app password=*** dbname=chat"},
+		{"postgres", `host=db password='s3 cr\'et' dbname=chat`, "host=db password=*** dbname=chat"},
+		{"postgres", "password = s3cret host=db", "password=*** host=db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.driver+" "+tt.dsn, func(t *testing.T) {
@@ -429,10 +438,10 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			[]string{"source.cursor.lagg", "source.cursor.lag", "cometchat.timeout", "cometchat.batch_size"}},
 		// A value that depends on a bad one is not reported as well: the
 		// DSN of an unknown driver, a backoff order with a bad backoff.
-		{"no follow-on problems", edit("  driver: mysql\n  dsn: app:s3cret@tcp(db:3306)/chat", "  driver: postgres\n  dsn: host=db") +
+		{"no follow-on problems", edit("  driver: mysql\n  dsn: app:s3cret@tcp(db:3306)/chat", "  driver: oracle\n  dsn: host=db") +
 			"  retry:\n    initial_backoff: 0s\n    max_backoff: -1s\n",
 			"config: 3 problems:\n" +
-				`  source.driver: "postgres" is not one of mysql, sqlite` + "\n" +
+				`  source.driver: "oracle" is not one of mysql, postgres, sqlite` + "\n" +
 				"  cometchat.retry.initial_backoff: 0s must be more than 0\n" +
 				"  cometchat.retry.max_backoff: -1s must be more than 0",
 			[]string{"source.driver", "cometchat.retry.initial_backoff", "cometchat.retry.max_backoff"}},

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -44,7 +46,8 @@ func (c *Config) Redacted() string {
 // parsed with the driver's own parser (and so comes back in its canonical
 // form); for any other driver, or a mysql DSN that does not parse,
 // everything between the first ':' and the last '@' is replaced, which
-// covers user:password@host forms. A sqlite DSN is a file name and is
+// covers user:password@host forms. A postgres DSN's password is hidden in
+// either of its forms (URL or keyword/value). A sqlite DSN is a file name and is
 // returned as it is.
 func RedactDSN(driver, dsn string) string {
 	switch driver {
@@ -58,8 +61,36 @@ func RedactDSN(driver, dsn string) string {
 			cfg.Passwd = redacted
 			return cfg.FormatDSN()
 		}
+	case "postgres":
+		return redactPostgres(dsn)
 	}
 	return redactUserinfo(dsn)
+}
+
+// pgPassword finds password=VALUE in a keyword/value DSN: the value plain or
+// single-quoted with backslash escapes.
+var pgPassword = regexp.MustCompile(`(^|\s)password\s*=\s*('(\\.|[^'\\])*'?|\S*)`)
+
+// redactPostgres hides the password of a PostgreSQL DSN in either of its
+// forms: postgres://user:password@host/db (also in a password= query
+// parameter), or keyword/value pairs with password=....
+func redactPostgres(dsn string) string {
+	trimmed := strings.TrimSpace(dsn)
+	if strings.HasPrefix(trimmed, "postgres://") || strings.HasPrefix(trimmed, "postgresql://") {
+		u, err := url.Parse(trimmed)
+		if err != nil {
+			return redactURL(trimmed)
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), redacted)
+		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", redacted)
+			u.RawQuery = q.Encode()
+		}
+		return strings.Replace(u.String(), url.QueryEscape(redacted), redacted, -1)
+	}
+	return pgPassword.ReplaceAllString(dsn, "${1}password="+redacted)
 }
 
 // redactUserinfo replaces what lies between the first ':' and the last '@'.

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
 )
 
@@ -173,14 +174,20 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateSource(p *problems) {
 	s := c.Source
-	badDriver := p.add(oneOf("source.driver", s.Driver, "mysql", "sqlite"))
+	badDriver := p.add(oneOf("source.driver", s.Driver, "mysql", "postgres", "sqlite"))
 	switch {
 	case s.DSN == "":
 		p.add(invalid("source.dsn", "", "is missing: set the environment variable SOURCE_DSN and write dsn: ${SOURCE_DSN}, "+
-			"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql or SOURCE_DSN='file:/data/chat.db' for sqlite"))
+			"e.g. SOURCE_DSN='user:password@tcp(db:3306)/chat?parseTime=true' for mysql, "+
+			"SOURCE_DSN='postgres://user:password@db:5432/chat' for postgres or SOURCE_DSN='file:/data/chat.db' for sqlite"))
 	case s.Driver == "mysql" && !badDriver:
 		if _, err := mysql.ParseDSN(s.DSN); err != nil {
 			p.add(invalid("source.dsn", secret(s.DSN), fmt.Sprintf("is not a MySQL DSN like user:password@tcp(db:3306)/chat?parseTime=true (%v)", err)))
+		}
+	case s.Driver == "postgres" && !badDriver:
+		if _, err := pgconn.ParseConfig(s.DSN); err != nil {
+			p.add(invalid("source.dsn", secret(s.DSN), "is not a PostgreSQL DSN like postgres://user:password@db:5432/chat?sslmode=require "+
+				"or host=db user=app password=... dbname=chat ("+pgParseProblem(err)+")"))
 		}
 	}
 	streams := c.Streams()
@@ -355,4 +362,15 @@ func validateListen(addr string) *ValidationError {
 		return invalid("http.listen", quote(addr), `is not a host:port address such as ":9464" or "127.0.0.1:9464" (empty turns the HTTP server off)`)
 	}
 	return nil
+}
+
+// pgParseProblem is pgx's reason a DSN does not parse, without the DSN it
+// quotes (pgx hides the password there, but not always all of a broken
+// DSN's secrets).
+func pgParseProblem(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "`: "); strings.HasPrefix(msg, "cannot parse `") && i >= 0 {
+		msg = msg[i+3:]
+	}
+	return msg
 }

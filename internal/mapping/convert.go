@@ -335,8 +335,9 @@ func jsonKind(first byte) string {
 	return "a JSON number"
 }
 
-// toTags converts a JSON array of strings or a comma-separated list into
-// tags: trimmed, empty ones dropped; nil (field left out) when none remain.
+// toTags converts a JSON array of strings, a PostgreSQL array literal (a
+// text[] column as the driver returns it: {a,"b c"}) or a comma-separated
+// list into tags: trimmed, empty ones dropped; nil (field left out) when none remain.
 func toTags(v any, f string) ([]string, error) {
 	var s string
 	switch x := v.(type) {
@@ -356,12 +357,18 @@ func toTags(v any, f string) ([]string, error) {
 		return nil, nil
 	}
 	var tags []string
-	if s[0] == '[' {
+	switch {
+	case s[0] == '[':
 		var err error
 		if tags, err = jsonStrings(s, f); err != nil {
 			return nil, err
 		}
-	} else {
+	case s[0] == '{' && s[len(s)-1] == '}':
+		var err error
+		if tags, err = pgArray(s, f); err != nil {
+			return nil, err
+		}
+	default:
 		tags = commaList(s)
 	}
 	if len(tags) > maxTags {
@@ -457,6 +464,56 @@ func jsonStrings(s string, f string) ([]string, error) {
 	}
 	if skip(i) != len(s) {
 		return nil, invalid()
+	}
+	return tags, nil
+}
+
+// pgArray parses a one-dimensional PostgreSQL array literal, {a,"b c",NULL}:
+// elements trimmed, quoted ones unescaped, NULL elements dropped.
+func pgArray(s string, f string) ([]string, error) {
+	invalid := func(why string) error {
+		return nameErr(f, "must be a JSON array of strings, a PostgreSQL text[] or a comma-separated list, got an array literal %s", why)
+	}
+	body := s[1 : len(s)-1]
+	var tags []string
+	for i := 0; i < len(body); {
+		for i < len(body) && isSpace(body[i]) {
+			i++
+		}
+		var elem strings.Builder
+		quoted := i < len(body) && body[i] == '"'
+		if quoted {
+			for i++; ; i++ {
+				if i >= len(body) {
+					return nil, invalid("with an unterminated quote")
+				}
+				if body[i] == '\\' && i+1 < len(body) {
+					i++
+				} else if body[i] == '"' {
+					i++
+					break
+				}
+				elem.WriteByte(body[i])
+			}
+		} else {
+			for ; i < len(body) && body[i] != ','; i++ {
+				if body[i] == '{' || body[i] == '"' {
+					return nil, invalid("that is nested or badly quoted")
+				}
+				elem.WriteByte(body[i])
+			}
+		}
+		for i < len(body) && isSpace(body[i]) {
+			i++
+		}
+		if i < len(body) && body[i] != ',' {
+			return nil, invalid("with text after a quoted element")
+		}
+		i++
+		t := strings.TrimSpace(elem.String())
+		if t != "" && (quoted || !strings.EqualFold(t, "NULL")) {
+			tags = append(tags, t)
+		}
 	}
 	return tags, nil
 }

@@ -39,20 +39,20 @@ func (s *Source) CursorRange(ctx context.Context, upper Value) (CursorRange, err
 		return CursorRange{}, errors.New("cursor range: no upper bound (take one with UpperBound)")
 	}
 	r := CursorRange{Upper: upper}
-	q := fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s > ?", s.from, s.cursor)
+	q := fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s > %s", s.from, s.cursor, s.ph(1))
 	if err := s.db.GetContext(ctx, &r.Beyond, q, upper.Arg()); err != nil {
-		return CursorRange{}, fmt.Errorf("cursor range: count the rows beyond the upper bound: %w", lost(err))
+		return CursorRange{}, fmt.Errorf("cursor range: count the rows beyond the upper bound: %w", s.lost(err))
 	}
-	q = fmt.Sprintf("SELECT COUNT(*) FROM (SELECT 1 AS one FROM %s WHERE %s <= ? LIMIT ?) AS cometsync_below", s.from, s.cursor)
+	q = fmt.Sprintf("SELECT COUNT(*) FROM (SELECT 1 AS one FROM %s WHERE %s <= %s LIMIT %s) AS cometsync_below", s.from, s.cursor, s.ph(1), s.ph(2))
 	if err := s.db.GetContext(ctx, &r.AtOrBelow, q, upper.Arg(), r.Beyond+1); err != nil {
-		return CursorRange{}, fmt.Errorf("cursor range: count the rows up to the upper bound: %w", lost(err))
+		return CursorRange{}, fmt.Errorf("cursor range: count the rows up to the upper bound: %w", s.lost(err))
 	}
 	var err error
 	if r.Min, err = s.edgeCursor(ctx, "ASC"); err != nil {
-		return CursorRange{}, fmt.Errorf("cursor range: read the smallest cursor value: %w", lost(err))
+		return CursorRange{}, fmt.Errorf("cursor range: read the smallest cursor value: %w", s.lost(err))
 	}
 	if r.Max, err = s.edgeCursor(ctx, "DESC"); err != nil {
-		return CursorRange{}, fmt.Errorf("cursor range: read the largest cursor value: %w", lost(err))
+		return CursorRange{}, fmt.Errorf("cursor range: read the largest cursor value: %w", s.lost(err))
 	}
 	return r, nil
 }

@@ -31,12 +31,13 @@ type Duplicate struct {
 // of them. It reads the whole query: bound it with ctx.
 func (s *Source) Duplicates(ctx context.Context, column string, examples int) (Duplicates, error) {
 	col := s.quote(column)
-	norm := fmt.Sprintf("LOWER(TRIM(%s))", col)
-	q := fmt.Sprintf(`SELECT %[1]s, COUNT(*), MIN(%[2]s), MAX(%[2]s) FROM %[3]s WHERE %[4]s IS NOT NULL AND %[5]s IS NOT NULL
-		GROUP BY %[1]s HAVING COUNT(*) > 1`, norm, s.key, s.from, s.cursor, col)
+	norm := fmt.Sprintf("LOWER(TRIM(%s))", s.d.asText(col))
+	lowest, highest := s.d.minMax(s.key)
+	q := fmt.Sprintf(`SELECT %[1]s, COUNT(*), %[2]s, %[3]s FROM %[4]s WHERE %[5]s IS NOT NULL AND %[6]s IS NOT NULL
+		GROUP BY %[1]s HAVING COUNT(*) > 1`, norm, lowest, highest, s.from, s.cursor, col)
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
-		return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, lost(err))
+		return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, s.lost(err))
 	}
 	defer rows.Close()
 	var d Duplicates
@@ -47,7 +48,7 @@ func (s *Source) Duplicates(ctx context.Context, column string, examples int) (D
 			first, last any
 		)
 		if err := rows.Scan(&value, &dup.Rows, &first, &last); err != nil {
-			return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, lost(err))
+			return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, s.lost(err))
 		}
 		d.Values++
 		d.Rows += dup.Rows
@@ -67,7 +68,7 @@ func (s *Source) Duplicates(ctx context.Context, column string, examples int) (D
 		d.Examples = append(d.Examples, dup)
 	}
 	if err := rows.Err(); err != nil {
-		return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, lost(err))
+		return Duplicates{}, fmt.Errorf("find duplicate values of %s: %w", column, s.lost(err))
 	}
 	return d, nil
 }
@@ -88,16 +89,16 @@ func (s *Source) DuplicateKeys(ctx context.Context, columns []string, upper Valu
 	keys := make([]string, len(columns))
 	names := make([]string, len(columns))
 	for i, c := range columns {
-		keys[i] = fmt.Sprintf("LOWER(TRIM(%s)) AS k%d", s.quote(c), i)
+		keys[i] = fmt.Sprintf("LOWER(TRIM(%s)) AS k%d", s.d.asText(s.quote(c)), i)
 		names[i] = fmt.Sprintf("k%d", i)
 	}
 	list := strings.Join(names, ", ")
-	q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s WHERE %s <= ?) AS cometsync_keys GROUP BY %s HAVING COUNT(*) > 1",
-		list, strings.Join(keys, ", "), s.from, s.cursor, list)
+	q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s WHERE %s <= %s) AS cometsync_keys GROUP BY %s HAVING COUNT(*) > 1",
+		list, strings.Join(keys, ", "), s.from, s.cursor, s.ph(1), list)
 	what := strings.Join(columns, ", ")
 	rows, err := s.db.QueryContext(ctx, q, upper.Arg())
 	if err != nil {
-		return nil, fmt.Errorf("find duplicate keys of %s: %w", what, lost(err))
+		return nil, fmt.Errorf("find duplicate keys of %s: %w", what, s.lost(err))
 	}
 	defer rows.Close()
 	var out [][]string
@@ -124,7 +125,7 @@ func (s *Source) DuplicateKeys(ctx context.Context, columns []string, upper Valu
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find duplicate keys of %s: %w", what, lost(err))
+		return nil, fmt.Errorf("find duplicate keys of %s: %w", what, s.lost(err))
 	}
 	return out, nil
 }

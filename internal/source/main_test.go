@@ -12,13 +12,27 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cometsync/cometsync/internal/mariadbtest"
+	"github.com/cometsync/cometsync/internal/pgtest"
 )
 
-// srv is the one MariaDB the package's tests share; each test creates its
-// own database on it.
-var srv *mariadbtest.Server
+// srv is the one MariaDB the package's tests share, and pgsrv the one
+// PostgreSQL; each test creates its own database on them.
+var (
+	srv   *mariadbtest.Server
+	pgsrv *pgtest.Server
+)
 
-func TestMain(m *testing.M) { os.Exit(mariadbtest.RunMain(m, &srv)) }
+func TestMain(m *testing.M) {
+	pg, err := pgtest.StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pgsrv = pg
+	code := mariadbtest.RunMain(m, &srv)
+	pg.Stop()
+	os.Exit(code)
+}
 
 // groupsSchema is the shape of a typical source: groups, with their owner
 // joined from users.

@@ -454,7 +454,7 @@ func TestOpenErrors(t *testing.T) {
 		cfg     func(*Config)
 		wantErr string
 	}{
-		{"driver", func(c *Config) { c.Driver = "postgres" }, `source.driver: "postgres" is not supported (want "mysql" or "sqlite")`},
+		{"driver", func(c *Config) { c.Driver = "oracle" }, `source.driver: "oracle" is not supported (want one of "mysql", "postgres", "sqlite")`},
 		{"unit", func(c *Config) { c.IntegerUnit = "hours" }, `source.cursor.integer_unit: "hours" is not a unit (want "seconds", "milliseconds" or "microseconds")`},
 		{"lag", func(c *Config) { c.Lag = -time.Second }, `source.cursor.lag: -1s is negative`},
 		{"password", func(c *Config) { c.DSN = strings.Replace(c.DSN, ":", ":wrong", 1) }, `connect to the source database (mysql): Error 1045 (28000): Access denied`},

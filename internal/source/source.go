@@ -1,5 +1,5 @@
-// Package source reads the user's query from a SQL database (MariaDB/MySQL or
-// SQLite) page by page, by keyset on (cursor, tiebreaker), up to an upper
+// Package source reads the user's query from a SQL database (MariaDB/MySQL,
+// PostgreSQL or SQLite) page by page, by keyset on (cursor, tiebreaker), up to an upper
 // bound taken from the database clock.
 //
 // The user's SELECT is wrapped as a derived table:
@@ -8,8 +8,12 @@
 //
 // so the cursor and tiebreaker are named as the query's result columns (their
 // aliases, if any). MariaDB merges such a derived table into the outer query
-// and uses an index on (cursor, tiebreaker) of the driving table, as long as
-// the query is mergeable: no GROUP BY, DISTINCT, LIMIT, UNION or aggregates.
+// (PostgreSQL pulls it up) and uses an index on (cursor, tiebreaker) of the
+// driving table, as long as the query is mergeable: no GROUP BY, DISTINCT,
+// LIMIT, UNION or aggregates.
+//
+// What differs between databases is one dialect per database (mysql.go,
+// postgres.go, sqlite.go); the rest is the same for all.
 //
 // Rows whose cursor is NULL are never read by ReadPage or counted by Count:
 // NULL compares as neither before nor after any position.
@@ -24,17 +28,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 	"go.uber.org/zap"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
-)
-
-// The drivers Config.Driver names.
-const (
-	DriverMySQL  = "mysql"  // MariaDB or MySQL, through github.com/go-sql-driver/mysql
-	DriverSQLite = "sqlite" // SQLite, through modernc.org/sqlite
 )
 
 // The units Config.IntegerUnit names (and UnitMicroseconds).
@@ -51,17 +46,19 @@ const keysPerQuery = 500
 
 // Config says what to read and how.
 type Config struct {
-	// Driver is "mysql" (MariaDB, MySQL) or "sqlite".
+	// Driver is "mysql" (MariaDB, MySQL), "postgres" or "sqlite".
 	Driver string
 	// DSN is the driver's data source name, used as given. For mysql,
 	// parseTime decides whether date-time cursors are read as KindTime
-	// (true) or KindText (false); both work.
+	// (true) or KindText (false); both work. For postgres, either of pgx's
+	// forms (a postgres:// URL or keyword=value pairs).
 	DSN string
 	// Query is the user's SELECT; it is wrapped as a derived table. A
 	// trailing ";" is ignored.
 	Query string
 	// Cursor is the name of the result column that orders changes: a
-	// DATETIME, TIMESTAMP or DATE, or an integer (unix time in IntegerUnit).
+	// DATETIME, TIMESTAMP or DATE (PostgreSQL: timestamptz, timestamp or
+	// date), or an integer (unix time in IntegerUnit).
 	// In SQLite, date-time text must be UTC in the form
 	// 'YYYY-MM-DD HH:MM:SS[.SSS]'.
 	Cursor string
@@ -101,19 +98,21 @@ type Row struct {
 
 // Source reads the user's query. It is safe for concurrent use.
 type Source struct {
-	cfg       Config
-	db        *sqlx.DB
-	log       *zap.Logger
-	parseTime bool // mysql DSN's parseTime
+	cfg Config
+	d   dialect
+	db  *sqlx.DB
+	log *zap.Logger
 
 	from    string // the wrapped query: (<query>) AS cometsync_src
 	cursor  string // quoted cursor column
 	key     string // quoted tiebreaker column
 	columns string // the select list
+	raw     bool   // columns ends with copies of the cursor and key
 
-	mu   sync.Mutex
-	kind Kind        // the cursor's kind, once CursorKind has run
-	unit *UnitChoice // the integer unit, once Unit has run
+	mu       sync.Mutex
+	kind     Kind        // the cursor's kind, once CursorKind has run
+	kindType string      // the cursor's database type name, with kind
+	unit     *UnitChoice // the integer unit, once Unit has run
 }
 
 // Open opens the database, checks that it answers, and returns a Source
@@ -125,48 +124,20 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Source{cfg: cfg, log: log.Named("source")}
-	var mc *mysql.Config
-	if cfg.Driver == DriverMySQL {
-		var err error
-		if mc, err = mysqlConfig(cfg.DSN); err != nil {
-			return nil, fmt.Errorf("source.dsn: %w", err)
-		}
-		s.parseTime = mc.ParseTime
-		// The driver's own messages ("closing bad idle connection" after a
-		// database restart) go to the process's log, not as plain text into
-		// a JSON log stream.
-		mc.Logger = driverLogger{s.log.Named("mysql")}
-	}
-
+	s := &Source{cfg: cfg, d: dialects[cfg.Driver](), log: log.Named("source")}
 	query := strings.TrimRight(strings.TrimSpace(cfg.Query), "; \t\r\n")
 	// The newlines keep a trailing "-- comment" in the query from
 	// swallowing the closing parenthesis.
 	s.from = "(\n" + query + "\n) AS " + alias
 	s.cursor = s.quote(cfg.Cursor)
 	s.key = s.quote(cfg.Tiebreaker)
-	s.columns = "*"
-	if cfg.Driver == DriverSQLite {
-		// modernc.org/sqlite turns text in a column declared DATETIME into
-		// time.Time, and would send it back in Go's time.String() form,
-		// which compares wrongly with the stored text. An expression has no
-		// declared type, so these two come back exactly as stored.
-		s.columns = fmt.Sprintf("*, +%s AS cometsync_cursor, +%s AS cometsync_key", s.cursor, s.key)
-	}
+	s.columns, s.raw = s.d.selectList(s.cursor, s.key)
 
-	var db *sqlx.DB
-	if mc != nil {
-		conn, err := mysql.NewConnector(mc)
-		if err != nil {
-			return nil, fmt.Errorf("source.dsn: %w", err)
-		}
-		db = sqlx.NewDb(sql.OpenDB(conn), cfg.Driver)
-	} else {
-		var err error
-		if db, err = sqlx.Open(cfg.Driver, cfg.DSN); err != nil {
-			return nil, fmt.Errorf("open source database: %w", err)
-		}
+	sqlDB, err := s.d.open(cfg.DSN, s.log)
+	if err != nil {
+		return nil, err
 	}
+	db := sqlx.NewDb(sqlDB, cfg.Driver)
 	if err := s.connect(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("connect to the source database (%s): %w", cfg.Driver, err)
@@ -176,43 +147,14 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 	return s, nil
 }
 
-// DefaultReadTimeout is the MySQL driver's readTimeout when the DSN sets
-// none: a database that stops answering without closing the connection (a
-// frozen server, a partition) fails the read instead of hanging the pass,
-// and the daemon, forever. Long enough for any query a pass runs.
-const DefaultReadTimeout = 5 * time.Minute
-
-// mysqlConfig parses a MySQL DSN and applies cometsync's defaults.
-func mysqlConfig(dsn string) (*mysql.Config, error) {
-	mc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	if mc.ReadTimeout == 0 {
-		mc.ReadTimeout = DefaultReadTimeout
-	}
-	return mc, nil
-}
-
-// lost explains the MySQL driver's "invalid connection": the connection
-// broke, or the database did not answer within readTimeout.
-func lost(err error) error {
-	if errors.Is(err, mysql.ErrInvalidConn) {
-		return fmt.Errorf("%w: the connection broke, or the database did not answer within the DSN's readTimeout (%s unless set)",
-			err, DefaultReadTimeout)
-	}
-	return err
-}
-
-// driverLogger hands the MySQL driver's messages to zap.
-type driverLogger struct{ log *zap.Logger }
-
-func (l driverLogger) Print(v ...any) { l.log.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
+// lost explains an error that means the connection broke or the database
+// stopped answering, in the dialect's words.
+func (s *Source) lost(err error) error { return s.d.lost(err) }
 
 func (c Config) validate() error {
 	switch {
-	case c.Driver != DriverMySQL && c.Driver != DriverSQLite:
-		return fmt.Errorf("source.driver: %q is not supported (want %q or %q)", c.Driver, DriverMySQL, DriverSQLite)
+	case dialects[c.Driver] == nil:
+		return fmt.Errorf("source.driver: %q is not supported (want one of %s)", c.Driver, driverNames())
 	case c.DSN == "":
 		return errors.New("source.dsn: empty")
 	case strings.TrimSpace(c.Query) == "":
@@ -241,8 +183,7 @@ func (s *Source) connect(ctx context.Context, db *sqlx.DB) error {
 	wait := 250 * time.Millisecond
 	for {
 		err := db.PingContext(ctx)
-		var answered *mysql.MySQLError
-		if err == nil || errors.As(err, &answered) || ctx.Err() != nil || limit < 0 || time.Now().Add(wait).After(deadline) {
+		if err == nil || s.d.answered(err) || ctx.Err() != nil || limit < 0 || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		s.log.Info("source database not reachable yet; retrying", zap.Error(err), zap.Duration("wait", wait))
@@ -259,12 +200,10 @@ func (s *Source) connect(ctx context.Context, db *sqlx.DB) error {
 func (s *Source) Close() error { return s.db.Close() }
 
 // quote quotes a column name for the dialect.
-func (s *Source) quote(name string) string {
-	if s.cfg.Driver == DriverMySQL {
-		return "`" + strings.ReplaceAll(name, "`", "``") + "`"
-	}
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-}
+func (s *Source) quote(name string) string { return s.d.quote(name) }
+
+// ph is the n-th (from 1) argument's placeholder.
+func (s *Source) ph(n int) string { return s.d.placeholder(n) }
 
 // ColumnError is a configured column that the query does not return: a
 // config problem, found before anything is read.
@@ -340,7 +279,9 @@ func indexOf(names []string, name string) int {
 // (mysql with parseTime=false, and SQLite text). It decides the kind of
 // UpperBound. MariaDB types: any integer type; DATETIME, TIMESTAMP, DATE.
 // SQLite: a declared type with INT in it, or an integer stored in the first
-// row that has a cursor, is KindInt; anything else is KindText.
+// row that has a cursor, is KindInt; anything else is KindText. PostgreSQL:
+// smallint, integer, bigint are KindInt; timestamptz, timestamp and date
+// KindTime.
 func (s *Source) CursorKind(ctx context.Context) (Kind, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -357,49 +298,13 @@ func (s *Source) CursorKind(ctx context.Context) (Kind, error) {
 	}
 	dbType := strings.ToUpper(cols[indexOf(names, s.cfg.Cursor)].DatabaseTypeName())
 
-	var kind Kind
-	if s.cfg.Driver == DriverMySQL {
-		switch {
-		case strings.Contains(dbType, "INT"):
-			kind = KindInt
-		case dbType == "DATETIME" || dbType == "TIMESTAMP" || dbType == "DATE":
-			kind = KindText
-			if s.parseTime {
-				kind = KindTime
-			}
-		default:
-			return KindNone, fmt.Errorf("source.cursor.column: %q has type %s; want an integer, DATETIME, TIMESTAMP or DATE column", s.cfg.Cursor, dbType)
-		}
-	} else {
-		kind, err = s.sqliteCursorKind(ctx, dbType)
-		if err != nil {
-			return KindNone, err
-		}
+	kind, err := s.d.cursorKind(ctx, s, dbType)
+	if err != nil {
+		return KindNone, err
 	}
+	s.kindType = dbType
 	s.kind = kind
 	return kind, nil
-}
-
-// sqliteCursorKind decides by the declared type, then by a stored value:
-// SQLite lets a column declared DATETIME hold unix times.
-func (s *Source) sqliteCursorKind(ctx context.Context, declType string) (Kind, error) {
-	if strings.Contains(declType, "INT") {
-		return KindInt, nil
-	}
-	var typ string
-	err := s.db.GetContext(ctx, &typ, fmt.Sprintf("SELECT typeof(%s) FROM %s WHERE %s IS NOT NULL LIMIT 1", s.cursor, s.from, s.cursor))
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return KindText, nil
-	case err != nil:
-		return KindNone, fmt.Errorf("source.cursor.column: %w", err)
-	case typ == "integer":
-		return KindInt, nil
-	case typ == "text":
-		return KindText, nil
-	default:
-		return KindNone, fmt.Errorf("source.cursor.column: %q holds %s values; want integers or 'YYYY-MM-DD HH:MM:SS.SSS' text", s.cfg.Cursor, typ)
-	}
 }
 
 // UpperBound returns the database clock minus Lag, in the cursor's kind: the
@@ -408,51 +313,39 @@ func (s *Source) sqliteCursorKind(ctx context.Context, declType string) (Kind, e
 // cursor, as the driver reads it; for an integer cursor, UTC_TIMESTAMP(6) as
 // unix time minus Lag, in the unit Unit decides, rounded down. SQLite: UTC
 // 'YYYY-MM-DD HH:MM:SS.SSS' text, or unix time in that unit. (SQLite's
-// clock is this process's clock.) A configured unit the data contradicts is
+// clock is this process's clock.) PostgreSQL: clock_timestamp() (the
+// statement's clock, not the transaction's now()) minus Lag, as the
+// cursor's type: timestamptz, or timestamp in the session's zone for a
+// timestamp or date cursor. A configured unit the data contradicts is
 // a *UnitError.
 func (s *Source) UpperBound(ctx context.Context) (Value, error) {
 	kind, err := s.CursorKind(ctx)
 	if err != nil {
 		return Value{}, err
 	}
-	lagMicros := s.cfg.Lag.Microseconds()
 	if kind == KindInt {
 		// The clock in microseconds; the rest is exact integer arithmetic.
-		q := "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
-		if s.cfg.Driver == DriverSQLite {
-			q = "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
-		}
 		unit, err := s.Unit(ctx)
 		if err != nil {
 			return Value{}, err
 		}
 		var nowMicros int64
-		if err := s.db.GetContext(ctx, &nowMicros, q); err != nil {
-			return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
+		if err := s.db.GetContext(ctx, &nowMicros, s.d.clockMicros()); err != nil {
+			return Value{}, fmt.Errorf("read the database clock: %w", s.lost(err))
 		}
-		return Value{Kind: KindInt, Int: floorDiv(nowMicros-lagMicros, 1_000_000/perSecond[unit.Unit])}, nil
+		return Value{Kind: KindInt, Int: floorDiv(nowMicros-s.cfg.Lag.Microseconds(), 1_000_000/perSecond[unit.Unit])}, nil
 	}
-
-	var (
-		raw any
-		q   string
-		arg []any
-	)
-	if s.cfg.Driver == DriverMySQL {
-		// lagMicros is an int64, so formatting it into the SQL is safe, and
-		// avoids a parameter whose type would decide the result's type.
-		q = fmt.Sprintf("SELECT NOW(6) - INTERVAL %d MICROSECOND", lagMicros)
-	} else {
-		q = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', ?)"
-		lagMillis := s.cfg.Lag.Milliseconds()
-		arg = []any{fmt.Sprintf("-%d.%03d seconds", lagMillis/1000, lagMillis%1000)}
-	}
-	if err := s.db.QueryRowContext(ctx, q, arg...).Scan(&raw); err != nil {
-		return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
+	s.mu.Lock()
+	dbType := s.kindType
+	s.mu.Unlock()
+	q, args := s.d.upperBound(dbType, s.cfg.Lag)
+	var raw any
+	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&raw); err != nil {
+		return Value{}, fmt.Errorf("read the database clock: %w", s.lost(err))
 	}
 	v, err := ValueOf(raw)
 	if err != nil {
-		return Value{}, fmt.Errorf("read the database clock: %w", lost(err))
+		return Value{}, fmt.Errorf("read the database clock: %w", err)
 	}
 	return v, nil
 }
@@ -467,18 +360,13 @@ func floorDiv(a, b int64) int64 {
 }
 
 // keyset returns the WHERE clause for rows after the position (when after)
-// and not after the upper bound, and its arguments.
-//
-// MariaDB turns both branches of the OR into ranges of an index on
-// (cursor, tiebreaker) and reads them in index order; a row constructor
-// comparison, (c, t) > (?, ?), would be a full scan. The OR form is also
-// what SQLite's planner turns into a range.
+// and not after the upper bound, and its arguments, in the dialect's form
+// (see dialect.keysetAfter).
 func (s *Source) keyset(after *Position, upper Value) (string, []any) {
 	if after == nil {
-		return fmt.Sprintf("%s <= ?", s.cursor), []any{upper.Arg()}
+		return fmt.Sprintf("%s <= %s", s.cursor, s.ph(1)), []any{upper.Arg()}
 	}
-	where := fmt.Sprintf("(%[1]s > ? OR (%[1]s = ? AND %[2]s > ?)) AND %[1]s <= ?", s.cursor, s.key)
-	return where, []any{after.Cursor.Arg(), after.Cursor.Arg(), after.Key.Arg(), upper.Arg()}
+	return s.d.keysetAfter(s.cursor, s.key), []any{after.Cursor.Arg(), after.Cursor.Arg(), after.Key.Arg(), upper.Arg()}
 }
 
 // PageSQL returns the SQL ReadPage runs, for a first page (after false) or
@@ -489,8 +377,8 @@ func (s *Source) PageSQL(after bool) string {
 	if after {
 		pos = &Position{}
 	}
-	where, _ := s.keyset(pos, Value{})
-	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s, %s LIMIT ?", s.columns, s.from, where, s.cursor, s.key)
+	where, args := s.keyset(pos, Value{})
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s, %s LIMIT %s", s.columns, s.from, where, s.cursor, s.key, s.ph(len(args)+1))
 }
 
 // ReadPage reads at most limit rows after the position (from the start when
@@ -508,7 +396,7 @@ func (s *Source) ReadPage(ctx context.Context, after *Position, upper Value, lim
 	_, args := s.keyset(after, upper)
 	rows, err := s.query(ctx, s.PageSQL(after != nil), append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("read page: %w", lost(err))
+		return nil, fmt.Errorf("read page: %w", s.lost(err))
 	}
 	if len(rows) > limit {
 		return nil, fmt.Errorf("read page: the database returned %d rows for LIMIT %d", len(rows), limit)
@@ -524,14 +412,16 @@ func (s *Source) ReadKeys(ctx context.Context, keys []Value) ([]Row, error) {
 	for start := 0; start < len(keys); start += keysPerQuery {
 		chunk := keys[start:min(start+keysPerQuery, len(keys))]
 		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
 		for i, k := range chunk {
 			args[i] = k.Arg()
+			marks[i] = s.ph(i + 1)
 		}
-		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s IN (?%s) ORDER BY %s, %s",
-			s.columns, s.from, s.key, strings.Repeat(", ?", len(chunk)-1), s.cursor, s.key)
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s IN (%s) ORDER BY %s, %s",
+			s.columns, s.from, s.key, strings.Join(marks, ", "), s.cursor, s.key)
 		rows, err := s.query(ctx, q, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read rows by key: %w", lost(err))
+			return nil, fmt.Errorf("read rows by key: %w", s.lost(err))
 		}
 		out = append(out, rows...)
 	}
@@ -547,7 +437,7 @@ func (s *Source) Count(ctx context.Context, after *Position, upper Value) (int64
 	where, args := s.keyset(after, upper)
 	var n int64
 	if err := s.db.GetContext(ctx, &n, "SELECT COUNT(*) FROM "+s.from+" WHERE "+where, args...); err != nil {
-		return 0, fmt.Errorf("count rows: %w", lost(err))
+		return 0, fmt.Errorf("count rows: %w", s.lost(err))
 	}
 	return n, nil
 }
@@ -565,7 +455,7 @@ func (s *Source) query(ctx context.Context, q string, args ...any) ([]Row, error
 	}
 	width := len(names) // the query's own columns
 	cursorAt, keyAt := indexOf(names, s.cfg.Cursor), indexOf(names, s.cfg.Tiebreaker)
-	if s.cfg.Driver == DriverSQLite {
+	if s.raw {
 		width -= 2
 		cursorAt, keyAt = width, width+1 // the raw copies at the end
 	}
@@ -603,11 +493,5 @@ func (s *Source) query(ctx context.Context, q string, args ...any) ([]Row, error
 	return out, rows.Err()
 }
 
-// valueOf is ValueOf, refusing a time.Time from SQLite: it would be sent
-// back in a form that compares wrongly with the stored text.
-func (s *Source) valueOf(x any) (Value, error) {
-	if _, ok := x.(time.Time); ok && s.cfg.Driver == DriverSQLite {
-		return Value{}, errors.New("SQLite returned a time.Time; remove _texttotime from source.dsn so that cursors and keys are compared as the stored text")
-	}
-	return ValueOf(x)
-}
+// valueOf is the dialect's ValueOf.
+func (s *Source) valueOf(x any) (Value, error) { return s.d.valueOf(x) }

@@ -90,7 +90,7 @@ func (s *Source) Unit(ctx context.Context) (UnitChoice, error) {
 	}
 	if kind == KindInt {
 		if c.Max, err = s.edgeCursor(ctx, "DESC"); err != nil {
-			return UnitChoice{}, fmt.Errorf("read the largest cursor value: %w", lost(err))
+			return UnitChoice{}, fmt.Errorf("read the largest cursor value: %w", s.lost(err))
 		}
 		if c.Max.Kind == KindInt {
 			c.Detected, _ = DetectUnit(c.Max.Int)
