@@ -43,6 +43,9 @@ type dialect interface {
 	upperBound(dbType string, lag time.Duration) (string, []any)
 	// asText is a SQL expression of col as text, for LOWER and TRIM.
 	asText(col string) string
+	// byteOrder is a SQL expression that sorts the text of the parts,
+	// concatenated, in byte order (as Go compares strings).
+	byteOrder(parts []string) string
 	// minMax are SQL expressions of the smallest and largest col of a group.
 	minMax(col string) (lowest, highest string)
 	// valueOf turns a value the driver returned into a cursor or key Value.

@@ -21,19 +21,20 @@ func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func
 	for i, c := range columns {
 		q := s.quote(c)
 		sel[i] = q
-		norm[i] = fmt.Sprintf("LOWER(TRIM(%s))", q)
+		norm[i] = fmt.Sprintf("COALESCE(LOWER(TRIM(%s)), '')", s.d.asText(q))
 	}
-	var order string
-	if s.cfg.Driver == DriverMySQL {
-		args := strings.Join(norm, ", "+quoteText(sep)+", ")
-		order = fmt.Sprintf("CAST(CONCAT(%s) AS BINARY)", args)
-	} else {
-		order = strings.Join(norm, " || "+quoteText(sep)+" || ")
+	joined := make([]string, 0, 2*len(norm))
+	for i, n := range norm {
+		if i > 0 {
+			joined = append(joined, quoteText(sep))
+		}
+		joined = append(joined, n)
 	}
+	order := s.d.byteOrder(joined)
 	q := fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", strings.Join(sel, ", "), s.from, order)
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
-		return fmt.Errorf("list keys: %w", lost(err))
+		return fmt.Errorf("list keys: %w", s.lost(err))
 	}
 	defer rows.Close()
 	vals := make([]any, len(columns))
@@ -44,7 +45,7 @@ func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func
 	parts := make([]string, len(columns))
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("list keys: %w", lost(err))
+			return fmt.Errorf("list keys: %w", s.lost(err))
 		}
 		for i, v := range vals {
 			switch x := v.(type) {
@@ -61,7 +62,7 @@ func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list keys: %w", lost(err))
+		return fmt.Errorf("list keys: %w", s.lost(err))
 	}
 	return nil
 }

@@ -101,6 +101,10 @@ func (*mysqlDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 
 func (*mysqlDialect) asText(col string) string { return col }
 
+func (*mysqlDialect) byteOrder(parts []string) string {
+	return "CAST(CONCAT(" + strings.Join(parts, ", ") + ") AS BINARY)"
+}
+
 func (*mysqlDialect) minMax(col string) (string, string) {
 	return "MIN(" + col + ")", "MAX(" + col + ")"
 }

@@ -169,6 +169,10 @@ func (*postgresDialect) upperBound(dbType string, lag time.Duration) (string, []
 
 func (*postgresDialect) asText(col string) string { return "CAST(" + col + " AS text)" }
 
+func (*postgresDialect) byteOrder(parts []string) string {
+	return "(" + strings.Join(parts, " || ") + `) COLLATE "C"`
+}
+
 // minMax orders by the column's own type: PostgreSQL has no MIN of a uuid.
 func (*postgresDialect) minMax(col string) (string, string) {
 	return fmt.Sprintf("(array_agg(%[1]s ORDER BY %[1]s))[1]", col), fmt.Sprintf("(array_agg(%[1]s ORDER BY %[1]s DESC))[1]", col)

@@ -78,6 +78,8 @@ func (sqliteDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 
 func (sqliteDialect) asText(col string) string { return col }
 
+func (sqliteDialect) byteOrder(parts []string) string { return strings.Join(parts, " || ") }
+
 func (sqliteDialect) minMax(col string) (string, string) {
 	return "MIN(" + col + ")", "MAX(" + col + ")"
 }
