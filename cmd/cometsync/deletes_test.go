@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
 )
 
 // deletesSchema adds soft-delete columns to the graph's tables.
@@ -195,5 +200,135 @@ func TestPermanentUserDeletesErase(t *testing.T) {
 	r := e.run("check", "--config", e.cfg)
 	if !strings.Contains(r.stdout, "users.delete: permanent") {
 		t.Errorf("check does not warn about users.delete: permanent:\n%s", r.stdout)
+	}
+}
+
+func TestReconcileDeletesWhatVanished(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.emu.ResetStats()
+	// Rows deleted outright: a membership, a group (with its membership),
+	// a user.
+	e.exec(`DELETE FROM memberships WHERE user_uid = 'u5'`)
+	e.exec(`DELETE FROM memberships WHERE group_id = 6`)
+	e.exec(`DELETE FROM chat_groups WHERE id = 6`)
+	e.exec(`DELETE FROM app_users WHERE uid = 'u7'`)
+	// A normal pass does not see them.
+	e.once(0)
+	if len(e.emu.AllMembers()) != 30 {
+		t.Fatalf("a normal pass deleted memberships: %d left", len(e.emu.AllMembers()))
+	}
+	// Something another tool created in CometChat is never touched.
+	e.emu.PutUser(cometchat.User{UID: "made-elsewhere", Name: "Not ours"})
+	r := e.once(0, "--reconcile")
+	if !strings.Contains(r.stdout, "members: ") || !strings.Contains(r.stdout, "2 deleted") {
+		t.Errorf("the reconcile's summary:\n%s", r.stdout)
+	}
+	if _, ok := e.emu.Member("g5", "u5"); ok {
+		t.Error("u5's vanished membership is still in CometChat")
+	}
+	if _, ok := e.emu.Group("g6"); ok {
+		t.Error("the vanished group g6 is still in CometChat")
+	}
+	if u, _ := e.emu.User("u7"); u.DeactivatedAt == 0 {
+		t.Error("the vanished user u7 was not deactivated")
+	}
+	if _, ok := e.emu.User("made-elsewhere"); !ok {
+		t.Error("the reconcile deleted a user cometsync never delivered")
+	}
+	st := e.emu.Stats()
+	if st.Kicks != 2 || st.Deletes != 1 || st.Deactivations != 1 {
+		t.Errorf("kicks %d, group deletes %d, deactivations %d; want 2, 1, 1", st.Kicks, st.Deletes, st.Deactivations)
+	}
+	// A second reconcile finds nothing more.
+	e.emu.ResetStats()
+	e.once(0, "--reconcile")
+	if n := e.requests(); n != 0 {
+		t.Errorf("a second reconcile made %d write requests: %v", n, e.emu.Stats().Requests)
+	}
+}
+
+func TestReconcileOfAnEmptySourceDeletesNothing(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.exec(`DELETE FROM memberships`)
+	e.emu.ResetStats()
+	r := e.once(1, "--reconcile", "--stream", "members")
+	if !strings.Contains(r.stderr, "the query returned no rows at all, so the reconcile deleted nothing") {
+		t.Errorf("the empty-source reconcile does not say why:\n%s", r.stderr)
+	}
+	if n := e.requests(); n != 0 || len(e.emu.AllMembers()) != 30 {
+		t.Errorf("an empty source made %d write requests; %d memberships left", n, len(e.emu.AllMembers()))
+	}
+}
+
+func TestReconcileHeldByTheBrake(t *testing.T) {
+	e := newDeletesEnv(t, "deletes:\n  max_per_pass: 1000\n  max_percent: 10\n  always_allow: 2\n")
+	seedGraph(e)
+	e.exec(`DELETE FROM memberships WHERE group_id <= 20`)
+	r := e.once(1, "--reconcile", "--stream", "members")
+	if !strings.Contains(r.stdout+r.stderr, "held back 20 deletes") || len(e.emu.AllMembers()) != 30 {
+		t.Errorf("20 of 30 memberships vanished: %d left, output:\n%s%s", len(e.emu.AllMembers()), r.stdout, r.stderr)
+	}
+	e.once(0, "--reconcile", "--stream", "members", "--allow-mass-delete")
+	if n := len(e.emu.AllMembers()); n != 10 {
+		t.Errorf("%d memberships left after the allowed reconcile, want 10", n)
+	}
+}
+
+func TestSIGKILLDuringAReconcileThenItCompletes(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at) SELECT CONCAT('u', seq), CONCAT('User ', seq), NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_10`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) SELECT seq, CONCAT('g', seq), CONCAT('Group ', seq), 'public', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_100`)
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at) SELECT g.seq, CONCAT('u', u.seq), 'participant', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_100 g CROSS JOIN seq_1_to_10 u`)
+	e.once(0)
+	e.exec(`DELETE FROM memberships WHERE user_uid IN ('u1', 'u2', 'u3')`) // 300 of 1,000
+	e.emu.SetFaults(cometchattest.Faults{Latency: 20 * time.Millisecond})
+	c := e.start("once", "--config", e.cfg, "--reconcile", "--allow-mass-delete")
+	eventually(t, 30*time.Second, func() string {
+		if n := e.emu.Stats().Kicks; n < 40 {
+			return fmt.Sprintf("%d kicks, waiting for 40", n)
+		}
+		return ""
+	})
+	_ = c.cmd.Process.Kill()
+	e.wait(c, 5*time.Second)
+	if n := len(e.emu.AllMembers()); n <= 700 {
+		t.Fatalf("the reconcile finished before it was killed (%d memberships left)", n)
+	}
+	e.emu.SetFaults(cometchattest.Faults{})
+	e.once(0, "--reconcile", "--allow-mass-delete")
+	if n := len(e.emu.AllMembers()); n != 700 {
+		t.Errorf("%d memberships after the rerun, want 700", n)
+	}
+	for id := range e.emu.AllMembers() {
+		if strings.HasSuffix(id, "_member_u1") || strings.HasSuffix(id, "_member_u2") || strings.HasSuffix(id, "_member_u3") {
+			t.Errorf("vanished membership %s is still in CometChat", id)
+		}
+	}
+	if errs := e.rowErrors(); len(errs) != 0 {
+		t.Errorf("row errors: %+v", errs[:min(3, len(errs))])
+	}
+}
+
+func TestRunReconcilesOnItsSchedule(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.exec(`DELETE FROM memberships WHERE user_uid = 'u9'`)
+	addr := freeAddr(t)
+	e.configure(func(o *cfgOpts) {
+		o.extra = fmt.Sprintf("schedule: \"@every 1s\"\nreconcile_schedule: \"@every 1s\"\nhttp:\n  listen: %q\n", addr)
+	})
+	stop := e.daemon()
+	defer stop()
+	eventually(t, 20*time.Second, func() string {
+		if _, ok := e.emu.Member("g9", "u9"); ok {
+			return "the vanished membership is still there"
+		}
+		return ""
+	})
+	_, m := get(t, "http://"+addr+"/metrics")
+	if !strings.Contains(m, `cometsync_deletes_total{outcome="deleted",stream="members"} 1`) {
+		t.Errorf("/metrics does not count the delete:\n%s", grepLines(m, "cometsync_deletes"))
 	}
 }

@@ -23,10 +23,10 @@ import (
 
 func newOnceCmd() *cobra.Command {
 	var path string
-	var resync, rescan, dryRun, allowMassDelete bool
+	var resync, rescan, reconcile, dryRun, allowMassDelete bool
 	var streams []string
 	cmd := &cobra.Command{
-		Use:   "once --config FILE [--stream users,groups,members] [--resync | --rescan] [--dry-run]",
+		Use:   "once --config FILE [--stream users,groups,members] [--resync | --rescan | --reconcile] [--allow-mass-delete] [--dry-run]",
 		Short: "Run one pass, then exit (for CronJobs and by hand)",
 		Long: `Run one pass: read the rows changed since the checkpoint (and the rows that failed
 before), upsert them into CometChat, record the outcome, exit.
@@ -42,6 +42,13 @@ The configured streams run in order: users, then groups, then members (a
 member needs its user and its group), each with its own checkpoint.
 --stream runs only the streams named; --resync and --rescan apply to them.
 
+A row whose query selects a true 'deleted' column deletes what it delivered.
+--reconcile instead reads every key of each stream's query and deletes, from
+CometChat, what the state delivered and the source no longer has (hard
+deletes), members first, then groups, then users. Either way, a stream's
+deletes beyond deletes.max_per_pass or deletes.max_percent are held back and
+the pass exits 1: --allow-mass-delete lets this pass make them.
+
 Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 1 the pass failed (the checkpoint stays after the last acknowledged batch),
 2 bad config or usage.`,
@@ -55,14 +62,18 @@ Exit codes: 0 the pass completed (row errors allowed: see 'cometsync errors'),
 				return err
 			}
 			defer stop()
+			if reconcile && (resync || rescan) {
+				return usageErr(errors.New("--reconcile runs on its own: it deletes what vanished from the source; run --resync or --rescan as another pass"))
+			}
 			opts := syncer.Options{Resync: resync, Rescan: rescan, AllowMassDelete: allowMassDelete}
-			return runOnce(ctx, cfg, log, opts, dryRun, streams, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runOnce(ctx, cfg, log, opts, reconcile, dryRun, streams, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	cmd.Flags().BoolVar(&resync, "resync", false, "re-read every row from the start and send every group, whatever the hashes say")
 	cmd.Flags().BoolVar(&rescan, "rescan", false, "re-read every row from the start and send only the groups whose object changed")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects that would be sent, as JSON lines, and change nothing")
+	cmd.Flags().BoolVar(&reconcile, "reconcile", false, "find the objects whose rows vanished from the source (hard deletes) and delete them from CometChat, members first, under the delete brake")
 	cmd.Flags().BoolVar(&allowMassDelete, "allow-mass-delete", false, "let this pass make the deletes the brake (deletes.max_per_pass, deletes.max_percent) would hold back")
 	cmd.Flags().StringSliceVar(&streams, "stream", nil, "run only these streams (users, groups, members; comma-separated or repeated)")
 	return cmd
@@ -94,7 +105,7 @@ func signalContext(parent context.Context, log *zap.Logger) (context.Context, fu
 }
 
 // runOnce runs one pass of the selected streams and reports it.
-func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts syncer.Options, dryRun bool, only []string, stdout, stderr io.Writer) error {
+func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts syncer.Options, reconcile, dryRun bool, only []string, stdout, stderr io.Writer) error {
 	var m *metrics.Metrics
 	if cfg.Metrics.Pushgateway != "" && !dryRun {
 		m = metrics.New(version, false)
@@ -111,8 +122,12 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	if m != nil {
 		m.Streams(eng.streamNames()...)
 	}
+	run := syncer.RunStreams
+	if reconcile {
+		run = syncer.ReconcileStreams
+	}
 	if dryRun {
-		g, runErr := syncer.RunStreams(ctx, eng.graph, opts)
+		g, runErr := run(ctx, eng.graph, opts)
 		rep := g.Total()
 		fmt.Fprintf(stderr, "dry run: %d objects would be sent (%d new, %d updates of objects the state knows); %d rows unchanged, %d invalid, %d duplicate keys, %d parked; nothing was sent or recorded\n",
 			rep.Imported+rep.Updated, rep.Imported, rep.Updated, rep.Unchanged, rep.Invalid, rep.Duplicate, rep.Parked)
@@ -120,7 +135,7 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))
 	eng.setProgress(prog.every, prog.report)
-	g, runErr := syncer.RunStreams(ctx, eng.graph, opts)
+	g, runErr := run(ctx, eng.graph, opts)
 	prog.done()
 	recordPass(eng, g, runErr)
 	eng.observePass(g, runErr)

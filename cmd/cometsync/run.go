@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -13,6 +15,27 @@ import (
 	"github.com/cometsync/cometsync/internal/server"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
+
+// reconcileDue returns a func telling whether a reconcile is due at a
+// time: the first call at or after each tick of the schedule (counted from
+// start) says yes. An empty schedule is never due.
+func reconcileDue(schedule string, start time.Time) (func(time.Time) bool, error) {
+	if schedule == "" {
+		return func(time.Time) bool { return false }, nil
+	}
+	sched, err := cron.ParseStandard(schedule)
+	if err != nil {
+		return nil, fmt.Errorf("config: reconcile_schedule: %q is not a schedule: %w", schedule, err)
+	}
+	next := sched.Next(start)
+	return func(now time.Time) bool {
+		if now.Before(next) {
+			return false
+		}
+		next = sched.Next(now)
+		return true
+	}, nil
+}
 
 func newRunCmd() *cobra.Command {
 	var path string
@@ -47,10 +70,21 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 				prog.report(stream, r)
 				m.SetCursorLag(stream, r.CursorLag)
 			})
+			due, err := reconcileDue(cfg.ReconcileSchedule, time.Now())
+			if err != nil {
+				return usageErr(err)
+			}
 			pass := func(ctx context.Context) error {
 				g, err := syncer.RunStreams(ctx, eng.graph, syncer.Options{})
 				recordPass(eng, g, err)
 				eng.observePass(g, err)
+				if err == nil && due(time.Now()) {
+					// reconcile_schedule: the first pass at or after a tick
+					// also finds and deletes what vanished from the source.
+					g, err = syncer.ReconcileStreams(ctx, eng.graph, syncer.Options{})
+					recordPass(eng, g, err)
+					eng.observePass(g, err)
+				}
 				if err != nil && ctx.Err() == nil {
 					log.Error("pass failed; the next one runs as scheduled", zap.Error(passFailure(cfg, err)))
 				}

@@ -27,6 +27,10 @@ type Config struct {
 	Log             Log       `yaml:"log"`
 	Metrics         Metrics   `yaml:"metrics"`
 	Deletes         Deletes   `yaml:"deletes"`
+	// ReconcileSchedule, when set, makes `run` also reconcile (find and
+	// delete what vanished from the source) on this schedule: the first
+	// pass at or after each tick is a reconcile. Empty: never.
+	ReconcileSchedule string `yaml:"reconcile_schedule"`
 
 	// Users, Groups and Members are the streams, each optional (at least
 	// one is there). source.query and source.cursor, the form of earlier

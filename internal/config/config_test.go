@@ -145,7 +145,7 @@ func TestParseErrors(t *testing.T) {
 		value *string
 	}{
 		{"unknown top-level key", edit("", "sources: {}\n"),
-			"config: line 11: sources: unknown key (known at the top level: source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, deletes, users, groups, members)", nil},
+			"config: line 11: sources: unknown key (known at the top level: source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, deletes, reconcile_schedule, users, groups, members)", nil},
 		{"unknown nested key", edit("    tiebreaker: id\n", "    tiebreaker: id\n    lagg: 5s\n"),
 			"config: line 8: source.cursor.lagg: unknown key (known under source.cursor: column, tiebreaker, lag, start, integer_unit)", nil},
 		{"unknown deeply nested key", edit("", "  retry:\n    max_attempt: 3\n"),
@@ -161,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 		{"section as a value", edit("", "state: here\n"),
 			`config: line 11: state: must be a mapping with the keys path, park_after, got "here"`, nil},
 		{"not a mapping at all", "hello\n",
-			`config: line 1: (top level): must be a mapping with the keys source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, deletes, users, groups, members, got "hello"`, nil},
+			`config: line 1: (top level): must be a mapping with the keys source, cometchat, state, schedule, shutdown_timeout, http, log, metrics, deletes, reconcile_schedule, users, groups, members, got "hello"`, nil},
 
 		{"bad driver", edit("  driver: mysql", "  driver: oracle"),
 			`config: source.driver: "oracle" is not one of mysql, postgres, sqlite`, nil},

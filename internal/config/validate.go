@@ -161,6 +161,12 @@ func (c *Config) Validate() error {
 	}
 	p.add(atLeast("state.park_after", c.State.ParkAfter, 1, " attempt"))
 	p.add(validateSchedule(c.Schedule))
+	if c.ReconcileSchedule != "" {
+		if ve := validateSchedule(c.ReconcileSchedule); ve != nil {
+			ve.Key = "reconcile_schedule"
+			p.add(ve)
+		}
+	}
 	p.add(positive("shutdown_timeout", c.ShutdownTimeout))
 	p.add(validateListen(c.HTTP.Listen))
 	p.add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))

@@ -85,14 +85,7 @@ func (p *pass) finishDeletes(ctx context.Context) error {
 		return &PassError{Stage: StageState, Err: err}
 	}
 	if !p.opts.AllowMassDelete && tooManyDeletes(p.deleteN, delivered, s.cfg.Deletes) {
-		first := make([]string, 0, heldShown)
-		for _, d := range p.deletes[:min(len(p.deletes), heldShown)] {
-			first = append(first, d.key)
-		}
-		p.rep.DeletesHeld, p.rep.HeldKeys = p.deleteN, first
-		he := &DeletesHeldError{N: p.deleteN, Delivered: delivered, Limits: s.cfg.Deletes, First: first}
-		s.log.Error("deletes held back by the brake", zap.Error(he))
-		return &PassError{Stage: StageDeletes, Err: he}
+		return p.holdDeletes(delivered)
 	}
 	var ch state.Changes
 	var done Report
@@ -114,6 +107,18 @@ func (p *pass) finishDeletes(ctx context.Context) error {
 		p.rep.Checkpoint = ch.Checkpoint
 	}
 	return nil
+}
+
+// holdDeletes reports the pass's deletes as held back by the brake.
+func (p *pass) holdDeletes(delivered int) error {
+	first := make([]string, 0, heldShown)
+	for _, d := range p.deletes[:min(len(p.deletes), heldShown)] {
+		first = append(first, d.key)
+	}
+	p.rep.DeletesHeld, p.rep.HeldKeys = p.deleteN, first
+	he := &DeletesHeldError{N: p.deleteN, Delivered: delivered, Limits: p.s.cfg.Deletes, First: first}
+	p.s.log.Error("deletes held back by the brake", zap.Error(he))
+	return &PassError{Stage: StageDeletes, Err: he}
 }
 
 // sendDeletes deletes the objects, a few at a time, and writes what the
