@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestLoadExample(t *testing.T) {
@@ -18,27 +20,112 @@ func TestLoadExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load example: %v", err)
 	}
-	for _, part := range []string{"SELECT\n  g.id,\n  g.guid,\n", "g.title         AS name,", "g.meta          AS metadata,",
-		"u.avatar_url    AS owner_avatar\n", "FROM chat_groups g\nLEFT JOIN users u ON u.uid = g.owner_uid\n"} {
-		if !strings.Contains(got.Source.Query, part) {
-			t.Errorf("example query lacks %q:\n%s", part, got.Source.Query)
+	// The three streams, in pass order, each under its own key.
+	var names []string
+	for _, st := range got.Streams() {
+		names = append(names, st.Name+"@"+st.Key)
+	}
+	if s := strings.Join(names, " "); s != "users@users groups@groups members@members" {
+		t.Fatalf("example streams = %s, want users, groups and members, each under its own key", s)
+	}
+	for _, q := range []struct {
+		stream string
+		query  string
+		parts  []string
+	}{
+		{"users", got.Users.Query, []string{"SELECT\n  u.id,\n  u.uid,\n", "u.display_name AS name,", "u.avatar_url   AS avatar,",
+			"u.last_seen_at AS last_active_at,", "FROM users u\n"}},
+		// Today's groups query, unchanged.
+		{"groups", got.Groups.Query, []string{"SELECT\n  g.id,\n  g.guid,\n", "g.title         AS name,", "g.meta          AS metadata,",
+			"u.avatar_url    AS owner_avatar\n", "FROM chat_groups g\nLEFT JOIN users u ON u.uid = g.owner_uid\n"}},
+		{"members", got.Members.Query, []string{"SELECT\n  m.id,\n  g.guid,\n", "m.user_uid AS uid,", "m.role     AS scope,",
+			"m.joined_at,", "FROM memberships m\nJOIN chat_groups g ON g.id = m.group_id\n"}},
+	} {
+		for _, part := range q.parts {
+			if !strings.Contains(q.query, part) {
+				t.Errorf("example %s.query lacks %q:\n%s", q.stream, part, q.query)
+			}
 		}
 	}
 	// The example spells out every default; only what must be the user's
 	// differs from Default().
 	want := Default()
 	want.Source.DSN = "app:s3cret@tcp(db:3306)/chat?parseTime=true"
-	want.Source.Query = got.Source.Query
-	want.Source.Cursor.Column = "updated_at"
-	want.Source.Cursor.Tiebreaker = "id"
+	keyset := Cursor{Column: "updated_at", Tiebreaker: "id", Lag: Duration(5 * time.Second)}
+	want.Users = &Stream{Query: got.Users.Query, Cursor: keyset}
+	want.Groups = &Stream{Query: got.Groups.Query, Cursor: keyset}
+	want.Members = &Stream{Query: got.Members.Query, Cursor: keyset, Via: "import"}
 	want.CometChat.AppID = "12345abcde"
 	want.CometChat.APIKey = "sk-live-123"
-	legacyGroups(want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example config:\n got %+v\nwant %+v", got, want)
 	}
 	if u := got.APIBaseURL(); u != "https://12345abcde.api-us.cometchat.io/v3" {
 		t.Errorf("APIBaseURL = %q", u)
+	}
+}
+
+// TestExampleHasEveryKey checks that config.example.yaml writes out every
+// key a config can have (the earlier form's source.query and
+// source.cursor aside, and via where it is for members only), and no key
+// twice: a new setting is documented where people look.
+func TestExampleHasEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]int{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		if n.Kind == yaml.DocumentNode {
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+			return
+		}
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			k := prefix + n.Content[i].Value
+			have[k]++
+			walk(n.Content[i+1], k+".")
+		}
+	}
+	walk(&root, "")
+	want := map[string]bool{}
+	var keys func(t reflect.Type, prefix string)
+	keys = func(t reflect.Type, prefix string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			k := prefix + yamlKey(f)
+			switch k {
+			case "source.query", "source.cursor", "users.via", "groups.via":
+				continue
+			}
+			want[k] = true
+			if ft := f.Type; ft != durationType && (ft.Kind() == reflect.Struct || ft.Kind() == reflect.Pointer) {
+				keys(ft, k+".")
+			}
+		}
+	}
+	keys(reflect.TypeFor[Config](), "")
+	for k := range want {
+		if have[k] != 1 {
+			t.Errorf("config.example.yaml has %s %d times, want once", k, have[k])
+		}
+	}
+	for k := range have {
+		if !want[k] {
+			t.Errorf("config.example.yaml has %s, which is not a key of the streams form", k)
+		}
 	}
 }
 

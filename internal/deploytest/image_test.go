@@ -327,10 +327,10 @@ func TestImage(t *testing.T) {
 
 // checkDefaultCommand runs the image as a cluster does: its CMD, with the
 // ConfigMap's config.yaml at the path the CMD names, against a SQLite copy
-// of the schema the config's query reads and a CometChat emulator. Three
+// of the schema the config's queries read and a CometChat emulator. Three
 // lines of the config change: the driver, the API's address and the listen
 // address (a free loopback port). The daemon must become ready, serve
-// every metric the dashboard uses, sync the rows, and exit 0 on SIGTERM
+// every metric the dashboard uses, sync the rows of every stream, and exit 0 on SIGTERM
 // within the Deployment's terminationGracePeriodSeconds.
 func checkDefaultCommand(t *testing.T, d dockerfile, rootfs string, img imageConfig) {
 	cmds := d.final.all("CMD")
@@ -434,6 +434,9 @@ func checkDefaultCommand(t *testing.T, d dockerfile, rootfs string, img imageCon
 	if n := len(emu.Groups()); n != groups {
 		t.Errorf("CometChat has %d groups after the first pass, want %d", n, groups)
 	}
+	if u, m := len(emu.Users()), len(emu.AllMembers()); u != sourceUsers || m != sourceMembers {
+		t.Errorf("CometChat has %d users and %d memberships after the first pass, want %d and %d", u, m, sourceUsers, sourceMembers)
+	}
 	st, err := os.Stat(filepath.Join(rootfs, "var/lib/cometsync/state.db"))
 	if err != nil {
 		t.Errorf("no state at /var/lib/cometsync/state.db: %v", err)
@@ -460,8 +463,17 @@ func checkDefaultCommand(t *testing.T, d dockerfile, rootfs string, img imageCon
 	}
 }
 
+// The sample createSourceDB writes besides its groups: users u1..u3, and
+// u2 and u3 members of each of the first sourceMemberGroups groups.
+const (
+	sourceUsers        = 3
+	sourceMemberGroups = 10
+	sourceMembers      = 2 * sourceMemberGroups
+)
+
 // createSourceDB writes a SQLite database with the tables the ConfigMap's
-// query reads, holding n groups last changed an hour ago, owned by uid:gid.
+// queries read, holding n groups, sourceUsers users and sourceMembers
+// memberships last changed an hour ago, owned by uid:gid.
 func createSourceDB(t *testing.T, file string, n, uid, gid int) {
 	t.Helper()
 	db, err := sql.Open("sqlite", file)
@@ -469,20 +481,35 @@ func createSourceDB(t *testing.T, file string, n, uid, gid int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	hourAgo := time.Now().UTC().Add(-time.Hour)
+	stamp := func(d time.Duration) string { return hourAgo.Add(d).Format("2006-01-02 15:04:05.000") }
 	stmts := []string{
-		`CREATE TABLE users (uid TEXT PRIMARY KEY, display_name TEXT, avatar_url TEXT)`,
+		`CREATE TABLE users (id INTEGER PRIMARY KEY, uid TEXT NOT NULL, display_name TEXT, avatar_url TEXT,
+			created_at TEXT, last_seen_at TEXT, updated_at TEXT NOT NULL)`,
+		`CREATE INDEX users_updated_at_id ON users (updated_at, id)`,
 		`CREATE TABLE chat_groups (id INTEGER PRIMARY KEY, guid TEXT NOT NULL, title TEXT, kind TEXT,
 			join_password TEXT, icon_url TEXT, created_at INTEGER, updated_at TEXT NOT NULL, meta TEXT,
 			tags TEXT, owner_uid TEXT)`,
 		`CREATE INDEX chat_groups_updated_at_id ON chat_groups (updated_at, id)`,
-		`INSERT INTO users VALUES ('u1', 'User One', 'https://example.com/u1.png')`,
+		`CREATE TABLE memberships (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL, user_uid TEXT NOT NULL,
+			role TEXT, joined_at TEXT, updated_at TEXT NOT NULL)`,
+		`CREATE INDEX memberships_updated_at_id ON memberships (updated_at, id)`,
 	}
 	for _, s := range stmts {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	hourAgo := time.Now().UTC().Add(-time.Hour)
+	for i := 1; i <= sourceUsers; i++ {
+		var avatar any
+		if i == 1 {
+			avatar = "https://example.com/u1.png"
+		}
+		if _, err := db.Exec(`INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)`, i, fmt.Sprintf("u%d", i), fmt.Sprintf("User %d", i),
+			avatar, stamp(-time.Hour), stamp(0), stamp(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 1; i <= n; i++ {
 		var owner, pass any
 		kind := []string{"public", "private", "password"}[i%3]
@@ -494,8 +521,18 @@ func createSourceDB(t *testing.T, file string, n, uid, gid int) {
 		}
 		_, err := db.Exec(`INSERT INTO chat_groups VALUES (?, ?, ?, ?, ?, NULL, ?, ?, '{"n": 1}', 'a,b', ?)`,
 			i, fmt.Sprintf("g-%04d", i), fmt.Sprintf("Group %d", i), kind, pass, hourAgo.Unix(),
-			hourAgo.Add(time.Duration(i)*time.Second).Format("2006-01-02 15:04:05.000"), owner)
+			stamp(time.Duration(i)*time.Second), owner)
 		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range sourceMembers {
+		group, member, role := i/2+1, "u2", any(nil)
+		if i%2 == 1 {
+			member, role = "u3", "moderator"
+		}
+		if _, err := db.Exec(`INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)`, i+1, group, member, role,
+			stamp(time.Minute), stamp(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
