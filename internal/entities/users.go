@@ -60,7 +60,7 @@ func (e Users) Import(ctx context.Context, objs []syncer.Object) (map[string]com
 // A user the state remembers as deactivated (delivered, no hash) is
 // reactivated before the update.
 func (e Users) Update(ctx context.Context, obj syncer.Object, known *state.Delivered) error {
-	if known != nil && known.Hash == "" {
+	if known != nil && known.Hash == "" && known.RowKey != "" {
 		if err := e.API.ReactivateUsers(ctx, []string{obj.Key}); err != nil {
 			return err
 		}
