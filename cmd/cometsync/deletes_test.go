@@ -332,3 +332,79 @@ func TestRunReconcilesOnItsSchedule(t *testing.T) {
 		t.Errorf("/metrics does not count the delete:\n%s", grepLines(m, "cometsync_deletes"))
 	}
 }
+
+func TestAKeyChangeDeletesTheOldKeyInTheSamePass(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.emu.ResetStats()
+	// A group renames its guid, a user its uid, a membership moves to
+	// another user: each row lives on under a new key.
+	e.exec(`UPDATE chat_groups SET guid = 'g5-renamed', updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid = 'g5'`)
+	e.exec(`UPDATE app_users SET uid = 'u6-renamed', updated_at = NOW(6) - INTERVAL 1 SECOND WHERE uid = 'u6'`)
+	e.exec(`UPDATE memberships SET user_uid = 'u8', updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid = 'u7'`)
+	r := e.once(0)
+	if _, ok := e.emu.Group("g5"); ok {
+		t.Error("the group's old guid g5 is still in CometChat")
+	}
+	if _, ok := e.emu.Group("g5-renamed"); !ok {
+		t.Error("the group's new guid g5-renamed did not arrive")
+	}
+	if u, ok := e.emu.User("u6"); !ok || u.DeactivatedAt == 0 {
+		t.Errorf("the user's old uid u6 = %+v (%v), want it deactivated", u, ok)
+	}
+	if u, ok := e.emu.User("u6-renamed"); !ok || u.DeactivatedAt != 0 {
+		t.Errorf("the user's new uid u6-renamed = %+v (%v), want it active", u, ok)
+	}
+	members := e.emu.AllMembers()
+	if _, ok := members["g7_member_u7"]; ok {
+		t.Error("the old membership g7_member_u7 is still in CometChat")
+	}
+	if _, ok := members["g7_member_u8"]; !ok {
+		t.Error("the new membership g7_member_u8 did not arrive")
+	}
+	st := e.emu.Stats()
+	if st.Deletes != 1 || st.Deactivations != 1 || st.Kicks != 1 {
+		t.Errorf("group deletes %d, deactivations %d, kicks %d; want 1 of each\n%s", st.Deletes, st.Deactivations, st.Kicks, r.stdout)
+	}
+	status := e.status()
+	for stream, want := range map[string]int{"groups": 1, "users": 1, "members": 1} {
+		if got := status.Streams[stream].Deleted; got != want {
+			t.Errorf("status: %s deleted %d, want %d", stream, got, want)
+		}
+	}
+	// g5's membership went with the group in CometChat and in the state.
+	if n := status.Streams["groups"].Delivered; n != 30 {
+		t.Errorf("groups delivered %d, want 30 (29 old, one renamed)", n)
+	}
+	// Done: the next pass sends nothing, and deletes nothing twice.
+	e.emu.ResetStats()
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Errorf("the pass after the key changes made %d write requests: %v", n, e.emu.Stats().Requests)
+	}
+}
+
+func TestKeyChangesAreUnderTheBrake(t *testing.T) {
+	e := newDeletesEnv(t, "deletes:\n  max_per_pass: 5\n  max_percent: 100\n")
+	seedGraph(e)
+	e.emu.ResetStats()
+	// A migration that prefixes every guid: 30 old keys to delete.
+	e.exec(`UPDATE chat_groups SET guid = CONCAT('team1-', guid), updated_at = NOW(6) - INTERVAL 1 SECOND`)
+	r := e.once(1)
+	if !strings.Contains(r.stdout+r.stderr, "held back 30 deletes") {
+		t.Errorf("the pass does not say it held back the 30 old keys:\n%s%s", r.stdout, r.stderr)
+	}
+	if st := e.emu.Stats(); st.Deletes != 0 {
+		t.Errorf("the brake let %d deletes of old keys through", st.Deletes)
+	}
+	if _, ok := e.emu.Group("team1-g1"); !ok {
+		t.Error("the held pass did not deliver the new keys")
+	}
+	e.once(0, "--allow-mass-delete")
+	if n := len(e.emu.Groups()); n != 30 || e.emu.Stats().Deletes != 30 {
+		t.Errorf("after --allow-mass-delete: %d groups, %d deletes; want 30 and 30", n, e.emu.Stats().Deletes)
+	}
+	if _, ok := e.emu.Group("g1"); ok {
+		t.Error("old key g1 survived the allowed pass")
+	}
+}

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS {errors} (
 // load ends, or by the next Open if the process died first.
 const deliveredIndex = `CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {delivered}(object_key)`
 
+// rowIndex serves OwnedBy: which keys a source row owns, to delete the old
+// key of a row whose key changed. A bulk load drops and builds it with
+// deliveredIndex.
+const rowIndex = `CREATE INDEX IF NOT EXISTS {rowindex} ON {delivered}(row_key)`
+
 // Stream is one stream's part of the state: its checkpoint, fingerprint,
 // full-pass mode, delivered objects and row errors. Get it with
 // Store.Stream.
@@ -64,7 +69,7 @@ func (s *Stream) Name() string { return s.name }
 func (s *Stream) sql(q string) string { return streamSQL(s.name, q) }
 
 func streamSQL(name, q string) string {
-	return strings.NewReplacer("{delivered}", name+"_delivered", "{errors}", name+"_row_errors", "{index}", name+"_delivered_key").Replace(q)
+	return strings.NewReplacer("{delivered}", name+"_delivered", "{errors}", name+"_row_errors", "{index}", name+"_delivered_key", "{rowindex}", name+"_delivered_row").Replace(q)
 }
 
 // key is the stream's meta key for k.
@@ -87,6 +92,7 @@ const (
 	keyFullPass    = "full_pass"
 	keySyncedUntil = "synced_until"
 	keyLastSuccess = "last_success"
+	keyHeldDeletes = "deletes_held"
 )
 
 // BeginBulkLoad switches a first backfill to appending. When delivered is
@@ -106,8 +112,10 @@ func (s *Stream) BeginBulkLoad(ctx context.Context) (bool, error) {
 	if n > 0 {
 		return false, nil
 	}
-	if _, err := s.db.ExecContext(ctx, s.sql(`DROP INDEX IF EXISTS {index}`)); err != nil {
-		return false, fmt.Errorf("state: begin bulk load: %w", err)
+	for _, q := range []string{`DROP INDEX IF EXISTS {index}`, `DROP INDEX IF EXISTS {rowindex}`} {
+		if _, err := s.db.ExecContext(ctx, s.sql(q)); err != nil {
+			return false, fmt.Errorf("state: begin bulk load: %w", err)
+		}
 	}
 	s.bulk = true
 	return true, nil
@@ -137,6 +145,9 @@ func (s *Stream) indexDelivered(ctx context.Context) error {
 		if err == nil {
 			_, err = s.db.ExecContext(ctx, s.sql(deliveredIndex))
 		}
+	}
+	if err == nil {
+		_, err = s.db.ExecContext(ctx, s.sql(rowIndex))
 	}
 	if err != nil {
 		return fmt.Errorf("state: index delivered %s: %w", s.name, err)
@@ -219,6 +230,27 @@ func (s *Stream) SetSyncedUntil(ctx context.Context, v json.RawMessage) error {
 	return setMeta(ctx, s.db, s.key(keySyncedUntil), string(v))
 }
 
+// HeldDeletes reports that the brake held back the deletes of the
+// stream's last pass that got as far as its deletes: the next pass looks
+// for rows' old keys among every row it reads, as those rows' new keys
+// were delivered already.
+func (s *Stream) HeldDeletes(ctx context.Context) (bool, error) {
+	v, _, err := s.meta(ctx, s.key(keyHeldDeletes))
+	return v == "1", err
+}
+
+// SetHeldDeletes records whether the brake held back the pass's deletes.
+func (s *Stream) SetHeldDeletes(ctx context.Context, held bool) error {
+	if !held {
+		_, err := s.db.ExecContext(ctx, `DELETE FROM meta WHERE key = ?`, s.key(keyHeldDeletes))
+		if err != nil {
+			return fmt.Errorf("state: record the held deletes: %w", err)
+		}
+		return nil
+	}
+	return setMeta(ctx, s.db, s.key(keyHeldDeletes), "1")
+}
+
 // Delivered is what the state remembers of a group it delivered. The
 // table holds one of these for every group ever delivered, and a pass looks
 // up a page's guids in it, so it is kept small: at a million groups its
@@ -245,31 +277,61 @@ func (s *Stream) Known(ctx context.Context, guids []string) (map[string]Delivere
 	if s.bulk {
 		return out, nil
 	}
-	for start := 0; start < len(guids); start += 500 {
-		chunk := guids[start:min(start+500, len(guids))]
-		q := s.sql(`SELECT object_key, hash, present, COALESCE(row_key, '') FROM {delivered} INDEXED BY {index} WHERE object_key IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`)
+	err := s.lookUp(ctx, `SELECT object_key, hash, present, COALESCE(row_key, '') FROM {delivered} INDEXED BY {index} WHERE object_key IN `, guids,
+		func(d Delivered) { out[d.Key] = d })
+	if err != nil {
+		return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+	}
+	return out, nil
+}
+
+// lookUp runs q, which ends in "IN ", over keys a chunk at a time, and
+// gives each delivered object it selects to fn. A read-only store that
+// finds the index missing (a writer is in a bulk load) finds nothing
+// rather than scan the table.
+func (s *Stream) lookUp(ctx context.Context, q string, keys []string, fn func(Delivered)) error {
+	for start := 0; start < len(keys); start += 500 {
+		chunk := keys[start:min(start+500, len(keys))]
 		args := make([]any, len(chunk))
-		for i, g := range chunk {
-			args[i] = g
+		for i, k := range chunk {
+			args[i] = k
 		}
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		rows, err := s.db.QueryContext(ctx, s.sql(q+`(?`+strings.Repeat(",?", len(chunk)-1)+`)`), args...)
 		if err != nil && s.opts.ReadOnly && strings.Contains(err.Error(), "no such index") {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+			return err
 		}
 		for rows.Next() {
 			var d Delivered
 			if err := rows.Scan(&d.Key, &d.Hash, &d.Present, &d.RowKey); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+				return err
 			}
-			out[d.Key] = d
+			fn(d)
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("state: read delivered hashes: %w", err)
+			return err
 		}
+	}
+	return nil
+}
+
+// OwnedBy returns the delivered objects that these source rows own, by row
+// key: a row whose key changed owns its old key until that is deleted, and
+// a row that vanished owns what it delivered. Objects kept deactivated
+// (no hash) are left out: there is nothing more to delete. During a bulk
+// load it knows nothing, like Known.
+func (s *Stream) OwnedBy(ctx context.Context, rowKeys []string) (map[string][]Delivered, error) {
+	out := map[string][]Delivered{}
+	if s.bulk {
+		return out, nil
+	}
+	err := s.lookUp(ctx, `SELECT object_key, hash, present, row_key FROM {delivered} INDEXED BY {rowindex} WHERE length(hash) > 0 AND row_key IN `, rowKeys,
+		func(d Delivered) { out[d.RowKey] = append(out[d.RowKey], d) })
+	if err != nil {
+		return nil, fmt.Errorf("state: read the keys rows own: %w", err)
 	}
 	return out, nil
 }

@@ -31,6 +31,10 @@ type deleteItem struct {
 	rowKey   string       // the source row that said so, "" for none
 	keyValue source.Value // the row's tiebreaker as read, to retry it
 	hadErr   bool         // the row is in the error store
+	// oldKey marks the key a row owned before its key changed: the row
+	// lives on under its new key, so the delete answers for the row only
+	// when it fails.
+	oldKey bool
 }
 
 // classifyDeleted decides what a row marked deleted does: delete the
@@ -76,15 +80,23 @@ func tooManyDeletes(n, delivered int, l DeleteLimits) bool {
 // with a *DeletesHeldError and the checkpoint stays before the first, so
 // the next pass sees them again.
 func (p *pass) finishDeletes(ctx context.Context) error {
+	s := p.s
 	if p.deleteN == 0 {
+		if p.wasHeld {
+			if err := s.store.SetHeldDeletes(ctx, false); err != nil {
+				return &PassError{Stage: StageState, Err: err}
+			}
+		}
 		return nil
 	}
-	s := p.s
 	delivered, err := s.store.DeliveredCount(ctx)
 	if err != nil {
 		return &PassError{Stage: StageState, Err: err}
 	}
 	if !p.opts.AllowMassDelete && tooManyDeletes(p.deleteN, delivered, s.cfg.Deletes) {
+		if err := s.store.SetHeldDeletes(ctx, true); err != nil {
+			return &PassError{Stage: StageState, Err: err}
+		}
 		return p.holdDeletes(delivered)
 	}
 	var ch state.Changes
@@ -101,6 +113,11 @@ func (p *pass) finishDeletes(ctx context.Context) error {
 	}
 	if err := s.store.Apply(ctx, ch); err != nil {
 		return &PassError{Stage: StageState, Err: err}
+	}
+	if p.wasHeld {
+		if err := s.store.SetHeldDeletes(ctx, false); err != nil {
+			return &PassError{Stage: StageState, Err: err}
+		}
 	}
 	p.rep.add(done)
 	if ch.Checkpoint != nil {
@@ -158,8 +175,12 @@ func (p *pass) sendDeletes(ctx context.Context, items []deleteItem, ch *state.Ch
 			if !d.hadErr {
 				done.NewRejected++
 			}
+			msg := "delete: " + ae.Error()
+			if d.oldKey {
+				msg = fmt.Sprintf("delete of %q, this row's key before it changed: %s", d.key, ae.Error())
+			}
 			ch.Failed = append(ch.Failed, state.Failure{RowKey: d.rowKey, KeyJSON: keyJSON(d.keyValue), GUID: d.key,
-				Code: ae.Code, Message: "delete: " + ae.Error(), RowHash: deletedRowHash})
+				Code: ae.Code, Message: msg, RowHash: deletedRowHash})
 			continue
 		case out[i].kept && out[i].err == nil:
 			// Deactivated, not erased: remembered without a hash, so that

@@ -112,3 +112,4 @@ func (s *dryStore) FinishFullPass(context.Context) error                  { retu
 func (s *dryStore) SetSyncedUntil(context.Context, json.RawMessage) error { return nil }
 func (s *dryStore) BeginBulkLoad(context.Context) (bool, error)           { return false, nil }
 func (s *dryStore) EndBulkLoad(context.Context) error                     { return nil }
+func (s *dryStore) SetHeldDeletes(context.Context, bool) error            { return nil }

@@ -97,6 +97,12 @@ type pass struct {
 	// the checkpoint up to it only; lastEnd is where it would have moved.
 	deletes []deleteItem
 	deleteN int
+	// oldKeys are the keys that rows whose key changed owned, deleted at
+	// the end of the pass; a set, so that a row read twice deletes once.
+	oldKeys map[string]bool
+	// wasHeld: the brake held the last pass's deletes, so rows whose new
+	// key was delivered then still own an old key; every row is looked up.
+	wasHeld bool
 	holdSeq atomic.Int64
 	lastEnd *source.Position
 

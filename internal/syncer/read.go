@@ -184,6 +184,9 @@ type mappedRow struct {
 	obj      Object
 	err      error
 	values   []any
+	// old are other keys the state holds as delivered by this row: its
+	// key changed (a group's guid renamed), and they are to be deleted.
+	old []string
 }
 
 // mapRows maps a page and looks up, in one query, what the state knows of
@@ -202,7 +205,63 @@ func (p *pass) mapRows(ctx context.Context, rows []source.Row) ([]mappedRow, map
 	if err != nil {
 		return nil, nil, &PassError{Stage: StageState, Err: err}
 	}
+	if err := p.findOldKeys(ctx, out, known); err != nil {
+		return nil, nil, err
+	}
 	return out, known, nil
+}
+
+// findOldKeys sets, for each valid row that may have changed its key, the
+// other keys the state holds as delivered by that row. A row whose key the
+// state already records as its own cannot have changed it since, unless
+// the delete of the old one failed (the row is in the error store), so
+// most rows of an incremental pass or a rescan cost no lookup.
+func (p *pass) findOldKeys(ctx context.Context, rows []mappedRow, known map[string]state.Delivered) error {
+	var ask []string
+	for i := range rows {
+		m := &rows[i]
+		if !m.ok {
+			continue
+		}
+		_, hadErr := p.errKeys[m.key]
+		if d, ok := known[m.obj.Key]; ok && d.RowKey == m.key && !hadErr && !p.wasHeld {
+			continue
+		}
+		ask = append(ask, m.key)
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	owned, err := p.s.store.OwnedBy(ctx, ask)
+	if err != nil {
+		return &PassError{Stage: StageState, Err: err}
+	}
+	for i := range rows {
+		m := &rows[i]
+		for _, d := range owned[m.key] {
+			if m.ok && d.Key != m.obj.Key {
+				m.old = append(m.old, d.Key)
+			}
+		}
+	}
+	return nil
+}
+
+// deleteOldKeys deletes, at the end of the pass and under the brake, the
+// keys a row owned before its key changed. A key that another row claimed
+// in this pass is that row's now, and stays.
+func (p *pass) deleteOldKeys(b *batch, m *mappedRow) {
+	for _, k := range m.old {
+		if owner, ok := p.claims[k]; (ok && owner != m.key) || p.oldKeys[k] {
+			continue
+		}
+		if p.oldKeys == nil {
+			p.oldKeys = map[string]bool{}
+		}
+		p.oldKeys[k] = true
+		b.holdsDelete = true
+		p.addDelete(deleteItem{key: k, rowKey: m.key, keyValue: m.keyValue, oldKey: true})
+	}
 }
 
 // classify decides what happens to one row: invalid, parked, a duplicate
@@ -233,6 +292,7 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 	}
 	if m.obj.Deleted {
 		p.classifyDeleted(b, m, known, hadErr)
+		p.deleteOldKeys(b, m)
 		return
 	}
 	h := m.obj.Hash
@@ -246,6 +306,7 @@ func (p *pass) classify(b *batch, m *mappedRow, known map[string]state.Delivered
 		p.duplicate(b, m, h, owner, hadErr)
 		return
 	}
+	p.deleteOldKeys(b, m)
 	var kn *state.Delivered
 	if isKnown {
 		kn = &d

@@ -100,6 +100,10 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	if err != nil {
 		return fail(StageState, err)
 	}
+	wasHeld, err := s.store.HeldDeletes(ctx)
+	if err != nil {
+		return fail(StageState, err)
+	}
 
 	rep.ToGo = -1
 	if c, ok := s.src.(counter); ok && s.Progress != nil {
@@ -126,7 +130,7 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	}
 
 	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
-		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+		wasHeld: wasHeld, claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
 	p.holdSeq.Store(noHold)
 	if s.bulkDups != nil {
 		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true

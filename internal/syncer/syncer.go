@@ -101,6 +101,12 @@ type Store interface {
 	BeginBulkLoad(ctx context.Context) (bool, error)
 	EndBulkLoad(ctx context.Context) error
 	Known(ctx context.Context, guids []string) (map[string]state.Delivered, error)
+	// OwnedBy is what the state delivered for these source rows, by row
+	// key (objects kept deactivated left out).
+	OwnedBy(ctx context.Context, rowKeys []string) (map[string][]state.Delivered, error)
+	// HeldDeletes is whether the brake held the last pass's deletes back.
+	HeldDeletes(ctx context.Context) (bool, error)
+	SetHeldDeletes(ctx context.Context, held bool) error
 	ErrorKeys(ctx context.Context) (map[string]state.ErrorKey, error)
 	RetryKeys(ctx context.Context) ([]json.RawMessage, error)
 	Apply(ctx context.Context, c state.Changes) error
