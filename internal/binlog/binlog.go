@@ -22,6 +22,11 @@
 //     handed over in slices with Commit=false, whose Position is the last
 //     commit before them (never to be persisted), and its last slice comes
 //     with Commit=true; memory stays flat however big the transaction.
+//     A batch may have no keys: it moves the position past transactions
+//     on other tables (at most about once a second).
+//   - Keys are reported under Table.Name (so two listed tables need two
+//     names). Config.ServerID must differ from every other replica's: the
+//     server drops the older of two connections with one server_id.
 //   - Stream reconnects, with backoff, when the connection drops or the
 //     server restarts, from the last position handed over (keys of a
 //     transaction cut by the drop are read again, never lost). It returns

@@ -184,6 +184,7 @@ func TestUntilAlreadyThere(t *testing.T) {
 
 // feed is a Stream running in the background.
 type feed struct {
+	all     []Batch // every batch read so far
 	batches chan Batch
 	done    chan error
 	cancel  context.CancelFunc
@@ -207,14 +208,14 @@ func startFeed(t *testing.T, cfg Config, from Position) *feed {
 	return f
 }
 
-// waitFor reads batches until every key in want has come for table, and
-// returns the batches read.
+// waitFor reads batches until every key in want has come for table (in
+// this call or before), and returns the batches this call read.
 func (f *feed) waitFor(t *testing.T, table string, want ...any) []Batch {
 	t.Helper()
 	guard := time.After(2 * time.Minute) // a hang guard only
 	var got []Batch
 	for {
-		keys, _ := union(got)
+		keys, _ := union(f.all)
 		missing := 0
 		for _, w := range want {
 			if !slices.ContainsFunc(keys[table], func(k any) bool { return fmt.Sprint(k) == fmt.Sprint(w) }) {
@@ -227,6 +228,7 @@ func (f *feed) waitFor(t *testing.T, table string, want ...any) []Batch {
 		select {
 		case b := <-f.batches:
 			got = append(got, b)
+			f.all = append(f.all, b)
 		case err := <-f.done:
 			t.Fatalf("Stream ended with %v; got keys %v, want %v in %s", err, keys, want, table)
 		case <-guard:
@@ -249,8 +251,17 @@ func (f *feed) stop(t *testing.T) {
 // A resume from the position of a batch neither repeats nor skips a
 // transaction: the position is the one after its commit.
 func TestResumeFromBatchPosition(t *testing.T) {
+	for _, mode := range []string{"gtid", "file"} {
+		t.Run(mode, func(t *testing.T) { testResume(t, mode) })
+	}
+}
+
+func testResume(t *testing.T, mode string) {
 	_, db, cfg := setup(t)
 	from := current(t, cfg)
+	if mode == "file" {
+		from.GTID = ""
+	}
 	f := startFeed(t, cfg, from)
 	exec(t, db, "INSERT INTO users VALUES (1, 'a')")
 	got := f.waitFor(t, "users", int64(1))
@@ -287,6 +298,9 @@ func TestPurged(t *testing.T) {
 	}
 	fileOld := old
 	fileOld.GTID = ""
+	if ok, err := Exists(ctx, cfg, fileOld); err != nil || ok {
+		t.Errorf("Exists(%s) after the purge = %v, %v; want false", fileOld, ok, err)
+	}
 	err = Stream(ctx, cfg, fileOld, &now, func(context.Context, Batch) error { return nil })
 	if !errors.Is(err, ErrPurged) {
 		t.Errorf("Stream from a purged file %s = %v, want ErrPurged", old.File, err)
@@ -319,10 +333,13 @@ func TestServerRestart(t *testing.T) {
 	exec(t, db, "INSERT INTO users VALUES (1, 'a'), (2, 'b')")
 	f.waitFor(t, "users", int64(1), int64(2))
 
+	// Committed just before the crash, perhaps not read yet.
+	exec(t, db, "INSERT INTO users VALUES (4, 'd')", "INSERT INTO chat_groups VALUES ('g4', 'G')")
 	srv.Kill(t)
 	srv.Restart(t)
 	exec(t, db, "INSERT INTO users VALUES (3, 'c')", "DELETE FROM users WHERE id = 1")
-	got := f.waitFor(t, "users", int64(3), int64(1))
+	got := f.waitFor(t, "users", int64(3), int64(4), int64(1))
+	got = append(got, f.waitFor(t, "chat_groups", "g4")...)
 	_, events := union(got)
 	if events["users"][Delete] != 1 {
 		t.Errorf("events after the restart = %v, want the delete", events)

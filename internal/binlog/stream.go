@@ -166,6 +166,9 @@ func (r *reader) next(ctx context.Context, st *replication.BinlogStreamer) (*rep
 
 // event handles one binlog event.
 func (r *reader) event(ctx context.Context, ev *replication.BinlogEvent) error {
+	if _, ok := ev.Event.(*replication.HeartbeatEvent); ok {
+		return nil // says where the server is, not where this read is
+	}
 	if ev.Header.LogPos != 0 {
 		r.cur.Offset = ev.Header.LogPos
 	}
