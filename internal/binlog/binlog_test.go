@@ -461,3 +461,49 @@ func TestCheck(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestUnsignedKeys(t *testing.T) {
+	_, db, cfg := setup(t)
+	exec(t, db, "CREATE TABLE counters (id INT UNSIGNED PRIMARY KEY, big BIGINT UNSIGNED)")
+	cfg.Tables = append(cfg.Tables, Table{Schema: cfg.Tables[0].Schema, Name: "counters", KeyColumn: "id"},
+		Table{Schema: cfg.Tables[0].Schema, Name: "counters_big", KeyColumn: "big"})
+	exec(t, db, "CREATE TABLE counters_big (big BIGINT UNSIGNED PRIMARY KEY)")
+	from := current(t, cfg)
+	exec(t, db, "INSERT INTO counters VALUES (4000000000, 1)", "INSERT INTO counters_big VALUES (18446744073709551615)")
+	keys, _ := union(collect(t, cfg, from, current(t, cfg)))
+	if got := keys["counters"]; len(got) != 1 || got[0] != any(int64(4000000000)) {
+		t.Errorf("INT UNSIGNED key = %#v, want int64(4000000000), not the signed reading", got)
+	}
+	if got := keys["counters_big"]; len(got) != 1 || got[0] != any(uint64(18446744073709551615)) {
+		t.Errorf("BIGINT UNSIGNED key = %#v, want uint64(18446744073709551615)", got)
+	}
+}
+
+func TestNoBinlog(t *testing.T) {
+	srv := mariadbtest.Start(t) // the default server: no binary log
+	cfg := Config{DSN: srv.RootDSN(""), ServerID: 100}
+	if _, err := Current(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "binary log is off") {
+		t.Errorf("Current on a server without a binlog = %v, want it to say the binary log is off", err)
+	}
+	for _, f := range Check(context.Background(), cfg) {
+		if f.What == "binary log (log_bin)" && (f.OK || !strings.Contains(f.Fix, "log_bin")) {
+			t.Errorf("log_bin finding = %+v, want not OK with the my.cnf line", f)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{DSN: "root@tcp(127.0.0.1:3306)/"}, "binlog: server_id is required (a number unique among the server's replicas)"},
+		{Config{DSN: "root@tcp(127.0.0.1:3306)/", ServerID: 1, Flavor: "oracle"}, `binlog: flavor "oracle": want "mysql", "mariadb" or empty to detect`},
+		{Config{DSN: "root@unix(/tmp/s.sock)/", ServerID: 1}, `binlog: dsn: network "unix": the binlog is read over tcp only`},
+	} {
+		_, err := Current(context.Background(), tc.cfg)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Current(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
