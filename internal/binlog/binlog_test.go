@@ -452,6 +452,14 @@ func TestCheck(t *testing.T) {
 		t.Errorf("log_bin / binlog_row_image findings = %+v / %+v, want OK", f, byWhat["binlog_row_image"])
 	}
 
+	// Streaming without REPLICATION SLAVE fails at once, not in a reconnect loop.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard only
+	defer cancel()
+	err := Stream(ctx, reader, current(t, cfg), nil, func(context.Context, Batch) error { return nil })
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
+		t.Errorf("Stream as a SELECT-only user = %v, want the server's access denied naming REPLICATION SLAVE", err)
+	}
+
 	_, _, good := setup(t)
 	for _, f := range Check(context.Background(), good) {
 		if !f.OK {

@@ -66,6 +66,9 @@ func Stream(ctx context.Context, cfg Config, from Position, until *Position, han
 		if errors.As(err, &he) {
 			return he.err
 		}
+		if denied(err) {
+			return fmt.Errorf("%w: reading the binlog needs the REPLICATION SLAVE privilege (see `cometsync check`)", err)
+		}
 		if progressed {
 			backoff = 100 * time.Millisecond
 		}
@@ -78,6 +81,21 @@ func Stream(ctx context.Context, cfg Config, from Position, until *Position, han
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// denied reports whether err is the server refusing the user, which no
+// reconnect mends. MariaDB answers a binlog dump without REPLICATION SLAVE
+// with 1045, as for a wrong password.
+func denied(err error) bool {
+	var my *gomysql.MyError
+	if !errors.As(err, &my) {
+		return false
+	}
+	switch my.Code {
+	case gomysql.ER_ACCESS_DENIED_ERROR, gomysql.ER_SPECIFIC_ACCESS_DENIED_ERROR, gomysql.ER_DBACCESS_DENIED_ERROR, gomysql.ER_TABLEACCESS_DENIED_ERROR:
+		return true
+	}
+	return false
 }
 
 // stream is one Stream's state across reconnects.
