@@ -363,7 +363,7 @@ func (r *reader) checkUntil(ctx context.Context) error {
 		return err
 	}
 	r.doneAt = r.cur
-	if err := r.flushAlways(ctx); err != nil {
+	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	return errUntil
@@ -372,14 +372,6 @@ func (r *reader) checkUntil(ctx context.Context) error {
 // flush hands over the committed keys, if there are any or the position
 // moved.
 func (r *reader) flush(ctx context.Context) error {
-	if r.done.empty() && r.doneAt == r.s.pos {
-		r.flushBy = time.Time{}
-		return nil
-	}
-	return r.flushAlways(ctx)
-}
-
-func (r *reader) flushAlways(ctx context.Context) error {
 	r.flushBy = time.Time{}
 	if r.doneAt == r.s.pos && r.done.empty() {
 		return nil
