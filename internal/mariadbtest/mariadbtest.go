@@ -47,6 +47,9 @@ type Server struct {
 	done chan struct{} // closed once mariadbd has exited
 	root *sql.DB
 
+	bin  string   // the mariadbd program
+	args []string // the options a Option added, after the defaults
+
 	seq  atomic.Int64 // makes database and user names unique
 	stop sync.Once
 }
@@ -54,9 +57,9 @@ type Server struct {
 // Start starts a server for one test (or benchmark) and stops it in
 // tb.Cleanup. It fails the test when MariaDB is missing or does not start;
 // it never skips.
-func Start(tb testing.TB) *Server {
+func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	s, err := StartMain()
+	s, err := StartMain(opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -74,8 +77,8 @@ func Start(tb testing.TB) *Server {
 //
 // Integration tests never skip: no MariaDB is a failure. When the server
 // does not start, RunMain prints why and returns 1 without running a test.
-func RunMain(m *testing.M, srv **Server) int {
-	s, err := StartMain()
+func RunMain(m *testing.M, srv **Server, opts ...Option) int {
+	s, err := StartMain(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -88,7 +91,7 @@ func RunMain(m *testing.M, srv **Server) int {
 // StartMain starts a server from a TestMain, which has no testing.TB: the
 // caller must call Stop (and should fail the run on an error, not skip).
 // RunMain does all that for a TestMain that needs nothing else.
-func StartMain() (*Server, error) {
+func StartMain(opts ...Option) (*Server, error) {
 	bins, err := findBinaries()
 	if err != nil {
 		return nil, err
@@ -101,14 +104,17 @@ func StartMain() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mariadbtest: %w", err)
 	}
-	s := &Server{dir: dir, template: tmpl}
+	s := &Server{dir: dir, template: tmpl, bin: bins.server}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := copyDir(tmpl, s.datadir()); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("mariadbtest: copy template datadir %s: %w (delete it to rebuild it)", tmpl, err)
 	}
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		err := s.launch(bins.server)
+		err := s.launch(0)
 		if err == nil {
 			return s, nil
 		}
@@ -122,11 +128,15 @@ func StartMain() (*Server, error) {
 func (s *Server) datadir() string  { return filepath.Join(s.dir, "data") }
 func (s *Server) errorLog() string { return filepath.Join(s.dir, "error.log") }
 
-// launch starts mariadbd on a free port and waits until root can connect.
-func (s *Server) launch(bin string) error {
-	port, err := freePort()
-	if err != nil {
-		return fmt.Errorf("mariadbtest: find a free port: %w", err)
+// launch starts mariadbd on port, or a free port when port is 0, and waits
+// until root can connect.
+func (s *Server) launch(port int) error {
+	bin := s.bin
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return fmt.Errorf("mariadbtest: find a free port: %w", err)
+		}
 	}
 	s.port = port
 	_ = os.Remove(s.errorLog()) // so the log shows this attempt only
@@ -145,7 +155,7 @@ func (s *Server) launch(bin string) error {
 		"--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_unicode_ci",
 	}, userOptions()...)
-	args = append(args, innodbOptions...)
+	args = append(args, s.serverOptions()...)
 
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
@@ -191,6 +201,9 @@ func (s *Server) waitReady() error {
 		err = db.PingContext(ctx)
 		cancel()
 		if err == nil {
+			if s.root != nil {
+				_ = s.root.Close() // the handle of the run before a Restart
+			}
 			s.root = db
 			return nil
 		}
