@@ -76,6 +76,10 @@ type pass struct {
 	seq     int
 	retried map[string]bool // row keys re-read from the error store this pass
 	until   *source.Value   // see Run
+	// keys, when set, are the only rows the pass reads (RunKeys).
+	keys []source.Value
+	// retryFirst reads the error store's rows before keys.
+	retryFirst bool
 
 	// A guid belongs to one source row. claims holds the owners the state
 	// does not know yet: the guids of rows sent and not yet recorded (the
@@ -97,9 +101,9 @@ type pass struct {
 	// the checkpoint up to it only; lastEnd is where it would have moved.
 	deletes []deleteItem
 	deleteN int
-	// oldKeys are the keys that rows whose key changed owned, deleted at
-	// the end of the pass; a set, so that a row read twice deletes once.
-	oldKeys map[string]bool
+	// queued are the keys of rows' old keys and of vanished rows' objects
+	// to delete at the end of the pass; a set, so that each goes once.
+	queued map[string]bool
 	// wasHeld: the brake held the last pass's deletes, so rows whose new
 	// key was delivered then still own an old key; every row is looked up.
 	wasHeld bool

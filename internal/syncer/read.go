@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/cometsync/cometsync/internal/mapping"
@@ -17,35 +18,10 @@ import (
 // re-read by key whatever the watermark, then the keyset pages.
 func (p *pass) read(ctx context.Context, after *source.Position, upper source.Value, work chan<- *batch, results chan<- result) error {
 	s := p.s
-	emit := func(b *batch) error {
-		if b.empty() {
-			return nil
-		}
-		b.seq = p.seq
-		p.seq++
-		if b.holdsDelete {
-			// The checkpoint stays before this batch until its deletes are
-			// made, after the upserts (see pass.finishDeletes).
-			p.holdSeq.CompareAndSwap(noHold, int64(b.seq))
-		}
-		// A batch with nothing to send is finished already; it still goes
-		// through the collector so the checkpoint moves in order.
-		if len(b.items) == 0 {
-			select {
-			case results <- result{b: b}:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		select {
-		case work <- b:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	emit := func(b *batch) error { return p.emit(ctx, b, work, results) }
+	if p.keys != nil {
+		return p.readKeyList(ctx, emit)
 	}
-
 	if err := p.readRetries(ctx, emit); err != nil {
 		return err
 	}
@@ -60,7 +36,7 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 			break
 		}
 		var ready []*batch
-		cur, ready, err = p.classifyPage(ctx, rows, cur, false)
+		cur, ready, err = p.classifyPage(ctx, rows, cur, byCursor)
 		if err != nil {
 			return err
 		}
@@ -84,13 +60,54 @@ func (p *pass) read(ctx context.Context, after *source.Position, upper source.Va
 	return emit(cur)
 }
 
+// emit hands a batch on, numbered in read order.
+func (p *pass) emit(ctx context.Context, b *batch, work chan<- *batch, results chan<- result) error {
+	if b.empty() {
+		return nil
+	}
+	b.seq = p.seq
+	p.seq++
+	if b.holdsDelete {
+		// The checkpoint stays before this batch until its deletes are
+		// made, after the upserts (see pass.finishDeletes).
+		p.holdSeq.CompareAndSwap(noHold, int64(b.seq))
+	}
+	// A batch with nothing to send is finished already; it still goes
+	// through the collector so the checkpoint moves in order.
+	if len(b.items) == 0 {
+		select {
+		case results <- result{b: b}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case work <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// How a row came to be read: by the cursor, from the error store, or by
+// its key from a feed's event (binlog). Only cursor reads move the
+// checkpoint.
+type readKind int
+
+const (
+	byCursor readKind = iota
+	byRetry
+	byEvent
+)
+
 // classifyPage maps a page of rows and decides each one, adding to cur;
 // it returns the batch being filled and the batches that are full, in
 // order. Rows from the error store (retry) have no position. The lookup
 // of the page's guids in the state and their claims are one step against
 // the collector (claimMu); the batches are emitted by the caller, outside
 // it, as emitting can wait for the collector.
-func (p *pass) classifyPage(ctx context.Context, rows []source.Row, cur *batch, retry bool) (*batch, []*batch, error) {
+func (p *pass) classifyPage(ctx context.Context, rows []source.Row, cur *batch, kind readKind) (*batch, []*batch, error) {
 	p.claimMu.Lock()
 	defer p.claimMu.Unlock()
 	mapped, known, err := p.mapRows(ctx, rows)
@@ -101,7 +118,7 @@ func (p *pass) classifyPage(ctx context.Context, rows []source.Row, cur *batch, 
 	for i := range rows {
 		m := &mapped[i]
 		switch {
-		case retry:
+		case kind == byRetry:
 			cur.done.Retried++
 			p.retried[m.key] = true
 			p.classify(cur, m, known, false)
@@ -113,7 +130,7 @@ func (p *pass) classifyPage(ctx context.Context, rows []source.Row, cur *batch, 
 			p.cursorRead++
 			p.classify(cur, m, known, true)
 		}
-		if !retry {
+		if kind == byCursor {
 			cur.end = &source.Position{Cursor: rows[i].Cursor, Key: rows[i].Key}
 		}
 		if len(cur.items) >= p.s.cfg.BatchSize {
@@ -135,14 +152,35 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 		return nil
 	}
 	keys := make([]source.Value, 0, len(raw))
-	wanted := map[string]bool{}
 	for _, r := range raw {
 		var v source.Value
 		if err := json.Unmarshal(r, &v); err != nil {
 			return &PassError{Stage: StageState, Err: fmt.Errorf("row error key %s is unreadable: %w", r, err)}
 		}
 		keys = append(keys, v)
-		wanted[v.String()] = true
+	}
+	return p.readByKey(ctx, keys, byRetry, emit)
+}
+
+// readKeyList reads the rows of a feed's batch by key (see RunKeys).
+func (p *pass) readKeyList(ctx context.Context, emit func(*batch) error) error {
+	if p.retryFirst {
+		if err := p.readRetries(ctx, emit); err != nil {
+			return err
+		}
+	}
+	return p.readByKey(ctx, p.keys, byEvent, emit)
+}
+
+// readByKey re-reads rows by their keys, a page at a time, and decides
+// each. A row the source no longer returns was deleted outright: what it
+// delivered is deleted (under the brake), and its row error, if any, is
+// resolved.
+func (p *pass) readByKey(ctx context.Context, keys []source.Value, kind readKind, emit func(*batch) error) error {
+	s := p.s
+	wanted := make(map[string]source.Value, len(keys))
+	for _, v := range keys {
+		wanted[v.String()] = v
 	}
 	for start := 0; start < len(keys); start += s.cfg.PageSize {
 		chunk := keys[start:min(start+s.cfg.PageSize, len(keys))]
@@ -153,7 +191,7 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 		for i := range rows {
 			delete(wanted, rows[i].Key.String())
 		}
-		cur, ready, err := p.classifyPage(ctx, rows, newBatch(), true)
+		cur, ready, err := p.classifyPage(ctx, rows, newBatch(), kind)
 		if err != nil {
 			return err
 		}
@@ -163,17 +201,53 @@ func (p *pass) readRetries(ctx context.Context, emit func(*batch) error) error {
 			}
 		}
 	}
-	// Rows that are no longer in the source cannot fail any more.
-	if len(wanted) > 0 {
-		gone := newBatch()
-		for k := range wanted {
-			gone.changes.Cleared = append(gone.changes.Cleared, k)
-			gone.done.Cleared++
-			gone.rows++
-		}
-		return emit(gone)
+	if len(wanted) == 0 {
+		return nil
 	}
-	return nil
+	gone, err := p.vanished(ctx, wanted)
+	if err != nil {
+		return err
+	}
+	return emit(gone)
+}
+
+// vanished decides the rows that are no longer in the source: each one's
+// delivered objects are deleted at the end of the pass, and a row error
+// of one that delivered nothing is resolved (it cannot fail any more).
+func (p *pass) vanished(ctx context.Context, rows map[string]source.Value) (*batch, error) {
+	b := newBatch()
+	p.claimMu.Lock()
+	defer p.claimMu.Unlock()
+	rowKeys := make([]string, 0, len(rows))
+	for k := range rows {
+		rowKeys = append(rowKeys, k)
+	}
+	sort.Strings(rowKeys)
+	owned, err := p.s.store.OwnedBy(ctx, rowKeys)
+	if err != nil {
+		return nil, &PassError{Stage: StageState, Err: err}
+	}
+	for _, k := range rowKeys {
+		b.rows++
+		_, hadErr := p.errKeys[k]
+		objs := owned[k]
+		for _, d := range objs {
+			if owner, ok := p.claims[d.Key]; (ok && owner != k) || p.queued[d.Key] {
+				continue // another row of this pass has it now
+			}
+			if p.queued == nil {
+				p.queued = map[string]bool{}
+			}
+			p.queued[d.Key] = true
+			b.holdsDelete = true
+			p.addDelete(deleteItem{key: d.Key, rowKey: k, keyValue: rows[k], hadErr: hadErr})
+		}
+		if len(objs) == 0 && hadErr {
+			b.changes.Cleared = append(b.changes.Cleared, k)
+			b.done.Cleared++
+		}
+	}
+	return b, nil
 }
 
 // mappedRow is one row after mapping.
@@ -252,13 +326,13 @@ func (p *pass) findOldKeys(ctx context.Context, rows []mappedRow, known map[stri
 // in this pass is that row's now, and stays.
 func (p *pass) deleteOldKeys(b *batch, m *mappedRow) {
 	for _, k := range m.old {
-		if owner, ok := p.claims[k]; (ok && owner != m.key) || p.oldKeys[k] {
+		if owner, ok := p.claims[k]; (ok && owner != m.key) || p.queued[k] {
 			continue
 		}
-		if p.oldKeys == nil {
-			p.oldKeys = map[string]bool{}
+		if p.queued == nil {
+			p.queued = map[string]bool{}
 		}
-		p.oldKeys[k] = true
+		p.queued[k] = true
 		b.holdsDelete = true
 		p.addDelete(deleteItem{key: k, rowKey: m.key, keyValue: m.keyValue, oldKey: true})
 	}
