@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,12 +31,23 @@ type streamParts struct {
 }
 
 // sourceConfig is what source.Open needs for one stream.
+//
+// In binlog mode the backfill's bound is the largest cursor value, not the
+// clock (the binlog carries what comes after), and a stream with no
+// cursor.column pages by its tiebreaker alone.
 func sourceConfig(cfg *config.Config, ns config.NamedStream) source.Config {
-	return source.Config{
+	sc := source.Config{
 		Driver: cfg.Source.Driver, DSN: cfg.Source.DSN, Query: ns.Query,
 		Cursor: ns.Cursor.Column, Tiebreaker: ns.Cursor.Tiebreaker,
 		Lag: ns.Cursor.Lag.Duration(), IntegerUnit: ns.Cursor.IntegerUnit,
 	}
+	if cfg.Source.Mode == config.ModeBinlog {
+		sc.BoundByMax, sc.Lag = true, 0
+		if strings.TrimSpace(sc.Cursor) == "" {
+			sc.Cursor = sc.Tiebreaker
+		}
+	}
+	return sc
 }
 
 // openStream connects to the source for one stream, checks its query's
@@ -58,7 +70,9 @@ func openStream(ctx context.Context, cfg *config.Config, ns config.NamedStream, 
 	}
 	// The integer cursor's unit, configured or detected from the data; a
 	// configured one the data contradicts stops here, as a config error.
-	if sp.unit, err = sp.src.Unit(ctx); err != nil {
+	if cfg.Source.Mode == config.ModeBinlog {
+		sp.unit = source.UnitChoice{Unit: source.UnitSeconds} // no clock: the unit is not used
+	} else if sp.unit, err = sp.src.Unit(ctx); err != nil {
 		return nil, classifySourceErr(err)
 	}
 	if sp.entity, sp.fingerprint, err = newEntity(ns, cols, sp.unit.Unit, client); err != nil {

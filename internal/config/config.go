@@ -51,6 +51,11 @@ type Stream struct {
 	// Via is how members are added: "import" (POST /data_import/members,
 	// the default) or "rest" (POST /groups/{guid}/members). Members only.
 	Via string `yaml:"via,omitempty"`
+	// Table is the table whose row events change the stream, in binlog
+	// mode (source.mode: binlog); cursor.tiebreaker is its column that
+	// keys the stream's rows. "schema.table" or "table" (the DSN's
+	// database).
+	Table string `yaml:"table,omitempty"`
 	// Delete is what deleting a user does: "deactivate" (the default;
 	// CometChat keeps the user and its messages) or "permanent" (erases
 	// them, irreversibly). Users only.
@@ -115,10 +120,30 @@ type Source struct {
 	Query    string `yaml:"query"`
 	Cursor   Cursor `yaml:"cursor"`
 	PageSize int    `yaml:"page_size"`
+	// Mode is how changes are found: "poll" (the default: the cursor, on
+	// schedule) or "binlog" (MySQL/MariaDB: the server's binary log, as
+	// changes happen).
+	Mode   string `yaml:"mode"`
+	Binlog Binlog `yaml:"binlog"`
 	// MaxInvalidPercent fails a pass (exit 1) in which more than this
 	// percentage of the rows read by the cursor are invalid, at least 100
 	// of them: a mapping mistake, not bad data. 100 never fails.
 	MaxInvalidPercent int `yaml:"max_invalid_percent"`
+}
+
+// Source modes.
+const (
+	ModePoll   = "poll"
+	ModeBinlog = "binlog"
+)
+
+// Binlog is how the binlog feed connects as a replica.
+type Binlog struct {
+	// ServerID is the replica's server_id: unique among the server's
+	// replicas (the server drops the older of two connections with one).
+	ServerID int64 `yaml:"server_id"`
+	// Flavor is "mysql" or "mariadb"; "" detects it.
+	Flavor string `yaml:"flavor"`
 }
 
 // Cursor is the keyset the query is paged and checkpointed by.
@@ -213,6 +238,7 @@ type Metrics struct {
 func Default() *Config {
 	return &Config{
 		Source: Source{
+			Mode:              ModePoll,
 			Driver:            "mysql",
 			PageSize:          1000,
 			MaxInvalidPercent: 50,

@@ -201,29 +201,31 @@ func (c *Config) validateSource(p *problems) {
 		p.add(invalid("users", "", "groups and members are all missing: configure at least one stream (a query and a cursor), "+
 			"e.g. groups: {query: ..., cursor: {column: updated_at, tiebreaker: id}}"))
 	}
+	binlogMode := s.Mode == ModeBinlog
 	for _, st := range streams {
-		validateStream(p, st)
+		validateStream(p, st, binlogMode)
 	}
+	c.validateMode(p, streams)
 	p.add(inRange("source.page_size", s.PageSize, 1, 100000, " rows a query"))
 	p.add(inRange("source.max_invalid_percent", s.MaxInvalidPercent, 1, 100, " (percent of the rows read; 100 never fails a pass)"))
 }
 
 // validateStream checks one stream's query and cursor, naming its keys
 // under st.Key ("source" for the groups stream of the earlier form).
-func validateStream(p *problems, st NamedStream) {
+func validateStream(p *problems, st NamedStream, binlogMode bool) {
 	key := func(k string) string { return st.Key + "." + k }
 	if ve := validateQuery(st.Query); ve != nil {
 		ve.Key = key("query")
 		p.add(ve)
 	}
 	column, tiebreaker := strings.TrimSpace(st.Cursor.Column), strings.TrimSpace(st.Cursor.Tiebreaker)
-	if column == "" {
+	if column == "" && !binlogMode {
 		p.add(invalid(key("cursor.column"), "", "is missing: name the query's DATETIME/TIMESTAMP or integer column that grows on every change, e.g. updated_at"))
 	}
 	switch {
 	case tiebreaker == "":
 		p.add(invalid(key("cursor.tiebreaker"), "", "is missing: name a unique column of the query, e.g. the primary key id"))
-	case strings.EqualFold(tiebreaker, column):
+	case strings.EqualFold(tiebreaker, column) && !binlogMode:
 		p.add(invalid(key("cursor.tiebreaker"), quote(st.Cursor.Tiebreaker), "is the same as "+key("cursor.column")+"; use a unique column such as the primary key"))
 	}
 	if st.Cursor.Lag < 0 {
@@ -250,6 +252,42 @@ func validateStream(p *problems, st NamedStream) {
 		p.add(oneOf(key("delete"), st.Delete, "deactivate", "permanent"))
 	case st.Delete != "":
 		p.add(invalid(key("delete"), quote(st.Delete), "is for users only (deactivate or permanent)"))
+	}
+}
+
+// validateMode checks source.mode and, in binlog mode, what the feed needs.
+func (c *Config) validateMode(p *problems, streams []NamedStream) {
+	s := c.Source
+	if p.add(oneOf("source.mode", s.Mode, ModePoll, ModeBinlog)) {
+		return
+	}
+	if s.Mode != ModeBinlog {
+		for _, st := range streams {
+			if st.Table != "" {
+				p.add(invalid(st.Key+".table", quote(st.Table), "is for source.mode: binlog (the table whose row events change the stream); remove it, or set source.mode: binlog"))
+			}
+		}
+		return
+	}
+	if s.Driver != "" && s.Driver != "mysql" {
+		p.add(invalid("source.mode", quote(s.Mode), "needs source.driver: mysql (MySQL or MariaDB, with binlog_format=ROW); with "+quote(s.Driver)+" use mode: poll"))
+	}
+	if s.Binlog.ServerID <= 0 || s.Binlog.ServerID > 1<<32-1 {
+		p.add(invalid("source.binlog.server_id", strconv.FormatInt(s.Binlog.ServerID, 10),
+			"must be set to a number from 1 to 4294967295 that no other replica of the server uses (SHOW SLAVE HOSTS lists them); there is no random default, as two feeds with one id keep dropping each other"))
+	}
+	if s.Binlog.Flavor != "" {
+		p.add(oneOf("source.binlog.flavor", s.Binlog.Flavor, "mysql", "mariadb"))
+	}
+	for _, st := range streams {
+		if st.Key == "source" {
+			p.add(invalid("source.query", "", "is the earlier form: source.mode: binlog needs the streams form, e.g. groups: {query: ..., cursor: {tiebreaker: id}, table: chat_groups}"))
+			continue
+		}
+		if strings.TrimSpace(st.Table) == "" {
+			p.add(invalid(st.Key+".table", "", "is missing: in binlog mode, name the table whose row events change the stream, e.g. table: chat_groups (its column "+
+				quote(st.Cursor.Tiebreaker)+", cursor.tiebreaker, keys the stream's rows)"))
+		}
 	}
 }
 

@@ -32,6 +32,9 @@ type Metrics struct {
 	beyond          *prometheus.GaugeVec
 	deletes         *prometheus.CounterVec
 	deletesHeld     *prometheus.GaugeVec
+	binlogLag       prometheus.Gauge
+	binlogEvents    *prometheus.CounterVec
+	binlogPosition  *prometheus.GaugeVec
 }
 
 // Outcomes of rows, the values of cometsync_rows_total's outcome label. A
@@ -114,6 +117,18 @@ func New(version string, withProcess bool) *Metrics {
 			Name: "cometsync_cursor_lag_seconds",
 			Help: "How far the synced data lies behind the database clock (database clock minus what the checkpoint covers), by stream.",
 		}, []string{"stream"}),
+		binlogLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cometsync_binlog_lag_seconds",
+			Help: "Binlog mode: from the commit of the newest acknowledged change in the source to CometChat's acknowledgment of it.",
+		}),
+		binlogEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometsync_binlog_events_total",
+			Help: "Binlog mode: row events read, by stream and action (insert, update, delete).",
+		}, []string{"stream", "action"}),
+		binlogPosition: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometsync_binlog_position_info",
+			Help: "Binlog mode: the recorded position (always 1; the position is the label).",
+		}, []string{"position"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cometsync_build_info",
@@ -121,7 +136,7 @@ func New(version string, withProcess bool) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.lastSuccess, m.passDuration, m.passes, m.rows, m.retries, m.requests, m.requestDuration,
-		m.failedRows, m.parkedRows, m.cursorLag, m.beyond, m.deletes, m.deletesHeld, build)
+		m.failedRows, m.parkedRows, m.cursorLag, m.beyond, m.deletes, m.deletesHeld, m.binlogLag, m.binlogEvents, m.binlogPosition, build)
 	if withProcess {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -268,4 +283,16 @@ func (m *Metrics) Push(ctx context.Context, rawURL, job string) error {
 		return fmt.Errorf("push metrics to %s: %w", u.Redacted(), err)
 	}
 	return nil
+}
+
+// BinlogEvents counts n row events of a stream's table.
+func (m *Metrics) BinlogEvents(stream, action string, n int) {
+	m.binlogEvents.WithLabelValues(stream, action).Add(float64(n))
+}
+
+// SetBinlog records the feed's acknowledged position and its lag.
+func (m *Metrics) SetBinlog(position string, lag time.Duration) {
+	m.binlogPosition.Reset()
+	m.binlogPosition.WithLabelValues(position).Set(1)
+	m.binlogLag.Set(lag.Seconds())
 }

@@ -59,6 +59,8 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 	m.ObserveRequest("import", 200, "", time.Millisecond)
 	m.Streams("users", "groups", "members")
 	m.ObserveStream("groups", StreamPass{CursorLag: time.Second, Beyond: 0})
+	m.BinlogEvents("groups", "insert", 1)
+	m.SetBinlog("gtid 0-1-5", time.Second)
 	got := families(t, m.Registry)
 	want := []struct {
 		name   string
@@ -78,6 +80,9 @@ func TestNewRegistersTheDocumentedMetrics(t *testing.T) {
 		{"cometsync_rows_beyond_upper_bound", dto.MetricType_GAUGE, []string{"stream"}},
 		{"cometsync_deletes_total", dto.MetricType_COUNTER, []string{"outcome", "stream"}},
 		{"cometsync_deletes_held", dto.MetricType_GAUGE, []string{"stream"}},
+		{"cometsync_binlog_lag_seconds", dto.MetricType_GAUGE, nil},
+		{"cometsync_binlog_events_total", dto.MetricType_COUNTER, []string{"action", "stream"}},
+		{"cometsync_binlog_position_info", dto.MetricType_GAUGE, []string{"position"}},
 		{"cometsync_build_info", dto.MetricType_GAUGE, []string{"version"}},
 	}
 	checked := map[string]bool{}

@@ -24,6 +24,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +71,12 @@ type Config struct {
 	// than the database clock minus Lag are left for a later pass. It must
 	// be longer than the longest write transaction (plus replica lag).
 	Lag time.Duration
+	// BoundByMax makes a pass's upper bound the largest cursor value the
+	// query returns, not the database clock: for a cursor that is not a
+	// time (the binlog feed's backfill pages by the tiebreaker alone, and
+	// the binlog carries the changes made after it). Lag and IntegerUnit
+	// do not apply.
+	BoundByMax bool
 	// IntegerUnit is the unit of an integer cursor, "seconds",
 	// "milliseconds" or "microseconds"; it converts Lag. "" detects it from
 	// the data (see Unit); a unit the data contradicts is refused.
@@ -319,6 +327,9 @@ func (s *Source) CursorKind(ctx context.Context) (Kind, error) {
 // timestamp or date cursor. A configured unit the data contradicts is
 // a *UnitError.
 func (s *Source) UpperBound(ctx context.Context) (Value, error) {
+	if s.cfg.BoundByMax {
+		return s.maxCursor(ctx)
+	}
 	kind, err := s.CursorKind(ctx)
 	if err != nil {
 		return Value{}, err
@@ -402,6 +413,33 @@ func (s *Source) ReadPage(ctx context.Context, after *Position, upper Value, lim
 		return nil, fmt.Errorf("read page: the database returned %d rows for LIMIT %d", len(rows), limit)
 	}
 	return rows, nil
+}
+
+// maxCursor is the upper bound of BoundByMax: the largest cursor value;
+// for an empty result, a bound no row passes.
+func (s *Source) maxCursor(ctx context.Context) (Value, error) {
+	var raw any
+	if err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT MAX(%s) FROM %s", s.cursor, s.from)).Scan(&raw); err != nil {
+		return Value{}, fmt.Errorf("read the largest %s: %w", s.cfg.Cursor, s.lost(err))
+	}
+	if raw == nil {
+		return Value{Kind: KindInt, Int: math.MinInt64}, nil
+	}
+	if b, ok := raw.([]byte); ok {
+		// The text protocol gives MAX of an integer as digits.
+		if kind, err := s.CursorKind(ctx); err == nil && kind == KindInt {
+			n, err := strconv.ParseInt(string(b), 10, 64)
+			if err != nil {
+				return Value{}, fmt.Errorf("read the largest %s: %w", s.cfg.Cursor, err)
+			}
+			return Value{Kind: KindInt, Int: n}, nil
+		}
+	}
+	v, err := ValueOf(raw)
+	if err != nil {
+		return Value{}, fmt.Errorf("read the largest %s: %w", s.cfg.Cursor, err)
+	}
+	return v, nil
 }
 
 // ReadKeys re-reads the rows whose tiebreaker is one of keys, regardless of
