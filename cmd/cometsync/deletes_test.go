@@ -1,14 +1,22 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
+	"github.com/cometsync/cometsync/internal/source"
 )
 
 // deletesSchema adds soft-delete columns to the graph's tables.
@@ -406,5 +414,389 @@ func TestKeyChangesAreUnderTheBrake(t *testing.T) {
 	}
 	if _, ok := e.emu.Group("g1"); ok {
 		t.Error("old key g1 survived the allowed pass")
+	}
+}
+
+// deleteCounter sits in front of the emulator and counts every DELETE
+// request by path and answer, for the bound on how often a delete is sent.
+// A path in stubborn is answered 503 (CometChat did nothing) that many
+// more times: a delete that fails a whole pass.
+type deleteCounter struct {
+	next     http.Handler
+	mu       sync.Mutex
+	pass     map[string]int // non-429 requests per path, this pass
+	ok       map[string]int // 2xx answers per path, all passes
+	stubborn map[string]int
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.status = -1
+	return w.ResponseWriter.(http.Hijacker).Hijack()
+}
+
+func (d *deleteCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodDelete {
+		d.next.ServeHTTP(w, r)
+		return
+	}
+	path := r.URL.EscapedPath()
+	d.mu.Lock()
+	forced := d.stubborn[path] > 0
+	if forced {
+		d.stubborn[path]--
+	}
+	d.mu.Unlock()
+	sw := &statusWriter{ResponseWriter: w}
+	if forced {
+		sw.Header().Set("Content-Type", "application/json")
+		sw.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = sw.Write([]byte(`{"error":{"code":"ERR_EXCEPTION","message":"unavailable (test)"}}`))
+	} else {
+		d.next.ServeHTTP(sw, r)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if sw.status != http.StatusTooManyRequests {
+		d.pass[path]++
+	}
+	if sw.status >= 200 && sw.status < 300 {
+		d.ok[path]++
+	}
+}
+
+// newPass returns the last pass's counts and starts new ones.
+func (d *deleteCounter) newPass() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last := d.pass
+	d.pass = map[string]int{}
+	return last
+}
+
+// TestDeletesUnderEveryFault: the soft deletes of users, groups and
+// members, then a reconcile of vanished rows, under the fault mix of
+// TestDeliveryUnderEveryFault, with one delete of each stream failing a
+// whole pass; passes are repeated until one completes. CometChat must end
+// equal to the source, no delete may be sent more often than the bound in
+// docs/DESIGN.md ("Deletes under faults"), and no checkpoint may pass a
+// delete not yet made.
+func TestDeletesUnderEveryFault(t *testing.T) {
+	e := newDeletesEnv(t, "deletes:\n  max_per_pass: 100\n  max_percent: 50\n  always_allow: 10\n")
+	dc := &deleteCounter{next: e.emu, pass: map[string]int{}, ok: map[string]int{}, stubborn: map[string]int{}}
+	e.http = httptest.NewServer(dc)
+	t.Cleanup(e.http.Close)
+	e.configure(func(o *cfgOpts) { o.batchSize = 10 })
+	e.exec(`INSERT INTO app_users (uid, display_name, updated_at) SELECT CONCAT('u', seq), CONCAT('User ', seq), NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_60`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) SELECT seq, CONCAT('g', seq), CONCAT('Group ', seq), 'public', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_60`)
+	// Each user in the group of its number and in the next one.
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at) SELECT seq, CONCAT('u', seq), 'participant', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_60`)
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at) SELECT seq % 60 + 1, CONCAT('u', seq), 'moderator', NOW(6) - INTERVAL 3 HOUR FROM seq_1_to_60`)
+	e.once(0)
+	if n := len(e.emu.AllMembers()); n != 120 {
+		t.Fatalf("seed: %d memberships in CometChat, want 120", n)
+	}
+
+	const attempts = 6
+	cfg, _ := os.ReadFile(e.cfg)
+	cfg = bytes.Replace(cfg, []byte("max_attempts: 2"), []byte(fmt.Sprintf("max_attempts: %d", attempts)), 1)
+	cfg = bytes.Replace(cfg, []byte("timeout: 5s"), []byte("timeout: 300ms"), 1)
+	if err := os.WriteFile(e.cfg, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.emu.SetFaults(cometchattest.Faults{Latency: 2 * time.Millisecond, ErrorRate: 0.08, ResetRate: 0.04, HangRate: 0.02,
+		PartialImportRate: 0.08, ImportPerSecond: 20, OtherPerSecond: 400, RetryAfter: true, Seed: 42})
+	dc.newPass()
+
+	// A delete's stream, from its path.
+	streamOf := func(path string) string {
+		switch {
+		case strings.HasPrefix(path, "/users/"):
+			return "users"
+		case strings.Contains(path, "/members/"):
+			return "members"
+		}
+		return "groups"
+	}
+	stillThere := func(path string) bool {
+		switch streamOf(path) {
+		case "users":
+			u, ok := e.emu.User(strings.TrimPrefix(path, "/users/"))
+			return ok && u.DeactivatedAt == 0
+		case "groups":
+			_, ok := e.emu.Group(strings.TrimPrefix(path, "/groups/"))
+			return ok
+		}
+		guid, uid, _ := strings.Cut(strings.TrimPrefix(path, "/groups/"), "/members/")
+		_, ok := e.emu.Member(guid, uid)
+		return ok
+	}
+	// A soft delete: the row that asks for it and its request.
+	type softDelete struct {
+		table string
+		id    int64
+		path  string
+	}
+	// checkHeld: every soft delete not yet made is after its stream's
+	// checkpoint (the next pass reads it again) or in the error store.
+	checkHeld := func(st statusReport, dels []softDelete) {
+		t.Helper()
+		errored := map[string]bool{}
+		for _, re := range e.rowErrors() {
+			errored[re.Stream+"/"+re.RowKey] = true
+		}
+		for _, d := range dels {
+			stream := streamOf(d.path)
+			cp := st.Streams[stream].Checkpoint
+			if !stillThere(d.path) || errored[fmt.Sprintf("%s/%d", stream, d.id)] || isNull(cp) {
+				continue
+			}
+			var pos source.Position
+			if err := json.Unmarshal(cp, &pos); err != nil {
+				t.Fatalf("checkpoint %s: %v", cp, err)
+			}
+			var after bool
+			if err := e.root.QueryRow(`SELECT (updated_at, id) > (?, ?) FROM `+d.table+` WHERE id = ?`, pos.Cursor.Text, pos.Key.Int, d.id).Scan(&after); err != nil {
+				t.Fatal(err)
+			}
+			if !after {
+				t.Errorf("%s: the checkpoint %s moved over row %d, whose delete (DELETE %s) was not made", stream, cp, d.id, d.path)
+			}
+		}
+	}
+	// passUntilDone repeats passes until one completes, checking after each
+	// the bound on how often a delete was sent.
+	sent := map[string][]int{}            // path -> the passes that sent it
+	failedIn := map[int]map[string]bool{} // pass -> the streams that failed
+	passN, failedPasses := 0, 0
+	passUntilDone := func(dels []softDelete, flags ...string) {
+		t.Helper()
+		for i := 0; i < 10; i++ {
+			r := e.run(append([]string{"once", "--config", e.cfg}, flags...)...)
+			passN++
+			for path, n := range dc.newPass() {
+				if n > attempts {
+					t.Errorf("pass %d sent DELETE %s %d times (429s not counted); the bound is retry.max_attempts = %d", passN, path, n, attempts)
+				}
+				sent[path] = append(sent[path], passN)
+			}
+			st := e.status()
+			var last struct {
+				Streams map[string]struct {
+					Error string `json:"error"`
+				} `json:"streams"`
+			}
+			if err := json.Unmarshal(st.LastPass, &last); err != nil {
+				t.Fatal(err)
+			}
+			failedIn[passN] = map[string]bool{}
+			for name, sr := range last.Streams {
+				failedIn[passN][name] = sr.Error != ""
+			}
+			checkHeld(st, dels)
+			if r.code == 0 {
+				return
+			}
+			if r.code != 1 {
+				t.Fatalf("pass under faults: exit %d\n%s", r.code, r.stderr)
+			}
+			failedPasses++
+		}
+		t.Fatal("10 passes under faults and none completed")
+	}
+
+	// Soft deletes: 8 users (one with a name now invalid), 8 groups (with
+	// their memberships), 8 memberships of live groups and one of a group
+	// deleted too; renames besides. One delete of each stream fails a
+	// whole pass.
+	e.exec(`UPDATE app_users SET deleted_at = NOW(), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id BETWEEN 1 AND 8`)
+	e.exec(`UPDATE app_users SET display_name = REPEAT('x', 150) WHERE id = 1`)
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id BETWEEN 11 AND 18`)
+	e.exec(`UPDATE memberships SET removed = TRUE, updated_at = NOW(6) - INTERVAL 1 SECOND
+		WHERE role = 'moderator' AND user_uid IN ('u21', 'u22', 'u23', 'u24', 'u25', 'u26', 'u27', 'u28') OR group_id = 15`)
+	e.exec(`UPDATE app_users SET display_name = CONCAT(display_name, ' v2'), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id BETWEEN 31 AND 35`)
+	e.exec(`UPDATE chat_groups SET title = CONCAT(title, ' v2'), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id BETWEEN 31 AND 35`)
+	var dels []softDelete
+	for id := int64(1); id <= 8; id++ {
+		dels = append(dels, softDelete{"app_users", id, fmt.Sprintf("/users/u%d", id)})
+	}
+	for id := int64(11); id <= 18; id++ {
+		dels = append(dels, softDelete{"chat_groups", id, fmt.Sprintf("/groups/g%d", id)})
+	}
+	// u<n>'s moderator membership is in group n+1; u15's in g15, whose
+	// group delete fails the first pass, is kicked in it.
+	memberRow := func(guid, uid string) int64 {
+		var id int64
+		if err := e.root.QueryRow(`SELECT m.id FROM memberships m JOIN chat_groups g ON g.id = m.group_id WHERE g.guid = ? AND m.user_uid = ?`, guid, uid).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for n := 21; n <= 28; n++ {
+		guid, uid := fmt.Sprintf("g%d", n+1), fmt.Sprintf("u%d", n)
+		dels = append(dels, softDelete{"memberships", memberRow(guid, uid), "/groups/" + guid + "/members/" + uid})
+	}
+	dels = append(dels, softDelete{"memberships", memberRow("g15", "u15"), "/groups/g15/members/u15"})
+	dc.mu.Lock()
+	for _, p := range []string{"/users/u5", "/groups/g15", "/groups/g22/members/u21"} {
+		dc.stubborn[p] = attempts
+	}
+	dc.mu.Unlock()
+	passUntilDone(dels)
+	if failedPasses == 0 {
+		t.Fatal("no pass failed on a delete; the test proves nothing")
+	}
+
+	// Rows deleted outright: memberships, two groups with theirs, two
+	// users (whose memberships stay); one delete of each stream fails a
+	// whole reconcile.
+	e.exec(`DELETE FROM memberships WHERE role = 'moderator' AND user_uid IN ('u30', 'u31', 'u32', 'u33', 'u34', 'u35') OR group_id IN (40, 41)`)
+	e.exec(`DELETE FROM chat_groups WHERE id IN (40, 41)`)
+	e.exec(`DELETE FROM app_users WHERE id IN (45, 46)`)
+	dc.mu.Lock()
+	for _, p := range []string{"/users/u46", "/groups/g41", "/groups/g31/members/u30"} {
+		dc.stubborn[p] = attempts
+	}
+	dc.mu.Unlock()
+	before := failedPasses
+	passUntilDone(nil, "--reconcile")
+	if failedPasses == before {
+		t.Fatal("no reconcile failed on a delete; the test proves nothing")
+	}
+
+	// Nothing repeated: each delete succeeded at most once, and was sent in
+	// a later pass only when its stream had failed in the earlier one.
+	for path, passes := range sent {
+		if n := dc.ok[path]; n > 1 {
+			t.Errorf("DELETE %s succeeded %d times", path, n)
+		}
+		for _, p := range passes[:len(passes)-1] {
+			if !failedIn[p][streamOf(path)] {
+				t.Errorf("DELETE %s was sent in passes %v, again after pass %d in which %s completed", path, passes, p, streamOf(path))
+			}
+		}
+	}
+	faulted := 0
+	for k, n := range e.emu.Stats().Requests {
+		if strings.HasPrefix(k, "DELETE ") && !strings.HasSuffix(k, " 200") && !strings.HasSuffix(k, " 404") {
+			faulted += n
+		}
+	}
+	if faulted == 0 {
+		t.Errorf("the emulator's faults hit no delete: %v", e.emu.Stats().Requests)
+	}
+	e.emu.SetFaults(cometchattest.Faults{})
+	e.once(0)
+	e.once(0, "--reconcile")
+	if again := dc.newPass(); len(again) != 0 {
+		t.Errorf("a pass and a reconcile after everything was deleted sent deletes again: %v", again)
+	}
+	assertGraphEqualsSource(e, map[string]bool{"u45": true, "u46": true})
+}
+
+// assertGraphEqualsSource checks that CometChat holds the source's graph:
+// every user of the table (active unless deleted, named as the row says)
+// and the vanished ones deactivated, the groups not archived as the rows
+// say, and exactly the memberships not removed of those groups; and that
+// the error store is empty.
+func assertGraphEqualsSource(e *env, vanished map[string]bool) {
+	e.t.Helper()
+	t := e.t
+	users := e.emu.Users()
+	rows, err := e.root.Query(`SELECT uid, display_name, deleted_at IS NOT NULL FROM app_users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var uid, name string
+		var deleted bool
+		if err := rows.Scan(&uid, &name, &deleted); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		u, ok := users[uid]
+		switch {
+		case !ok:
+			t.Errorf("user %s is missing from CometChat", uid)
+		case deleted && u.DeactivatedAt == 0:
+			t.Errorf("the deleted user %s is still active in CometChat", uid)
+		case !deleted && (u.DeactivatedAt != 0 || u.Name != name):
+			t.Errorf("user %s in CometChat is %+v, the database says active and named %q", uid, u, name)
+		}
+	}
+	rows.Close()
+	for uid := range vanished {
+		if u, ok := users[uid]; !ok || u.DeactivatedAt == 0 {
+			t.Errorf("the vanished user %s is %+v (%v) in CometChat, want it deactivated", uid, u, ok)
+		}
+	}
+	if len(users) != n+len(vanished) {
+		t.Errorf("CometChat holds %d users, the database %d and %d vanished", len(users), n, len(vanished))
+	}
+
+	groups := e.emu.Groups()
+	rows, err = e.root.Query(`SELECT guid, title FROM chat_groups WHERE archived = 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for rows.Next() {
+		var guid, title string
+		if err := rows.Scan(&guid, &title); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if g, ok := groups[guid]; !ok || g.Name != title {
+			t.Errorf("group %s in CometChat is %+v (%v), the database names it %q", guid, g, ok, title)
+		}
+	}
+	rows.Close()
+	if len(groups) != n {
+		t.Errorf("CometChat holds %d groups, the database %d live ones", len(groups), n)
+	}
+
+	members := e.emu.AllMembers()
+	rows, err = e.root.Query(`SELECT g.guid, m.user_uid, m.role FROM memberships m JOIN chat_groups g ON g.id = m.group_id
+		WHERE NOT m.removed AND g.archived = 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for rows.Next() {
+		var guid, uid, role string
+		if err := rows.Scan(&guid, &uid, &role); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if m, ok := members[cometchat.MemberID(guid, uid)]; !ok || m.Scope != role {
+			t.Errorf("membership of %s in %s in CometChat is %+v (%v), the database says %s", uid, guid, m, ok, role)
+		}
+	}
+	rows.Close()
+	if len(members) != n {
+		t.Errorf("CometChat holds %d memberships, the database %d", len(members), n)
+	}
+	if errs := e.rowErrors(); len(errs) != 0 {
+		t.Errorf("row errors: %+v", errs)
+	}
+}
+
+// With no brake at all (both limits 0), every delete of a pass is made:
+// none is dropped while the checkpoint moves past its row.
+func TestWithoutABrakeEveryDeleteIsMade(t *testing.T) {
+	e := newDeletesEnv(t, "deletes:\n  max_per_pass: 0\n  max_percent: 0\n")
+	seedGraph(e)
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE id <= 25`)
+	e.once(0)
+	e.once(0)
+	if n := len(e.emu.Groups()); n != 5 {
+		t.Errorf("CometChat holds %d groups after 25 of 30 were archived, want 5", n)
 	}
 }

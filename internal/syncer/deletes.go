@@ -57,10 +57,12 @@ func (p *pass) classifyDeleted(b *batch, m *mappedRow, known map[string]state.De
 }
 
 // addDelete records a delete for the end of the pass. Past what the brake
-// allows, only the count grows (the pass will not make them).
+// allows by count, only the count grows (the pass will not make them).
+// Without a limit by count (MaxPerPass 0) every delete is kept: the share
+// alone may let them all through.
 func (p *pass) addDelete(d deleteItem) {
 	p.deleteN++
-	if p.opts.AllowMassDelete || len(p.deletes) <= max(p.s.cfg.Deletes.MaxPerPass, heldShown) {
+	if l := p.s.cfg.Deletes.MaxPerPass; p.opts.AllowMassDelete || l == 0 || len(p.deletes) <= max(l, heldShown) {
 		p.deletes = append(p.deletes, d)
 	}
 }
