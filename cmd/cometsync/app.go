@@ -263,6 +263,16 @@ func (e *engine) observePass(g syncer.GraphReport, runErr error) {
 	if e.metrics == nil {
 		return
 	}
+	e.observeStreams(g)
+	total := g.Total()
+	e.metrics.ObservePass(metrics.Pass{OK: runErr == nil, Duration: total.Duration, End: passEnd(total)})
+}
+
+// observeStreams tells the metrics what each stream of g did.
+func (e *engine) observeStreams(g syncer.GraphReport) {
+	if e.metrics == nil {
+		return
+	}
 	m := e.metrics
 	for _, name := range g.Names {
 		sr := g.Streams[name]
@@ -287,8 +297,6 @@ func (e *engine) observePass(g syncer.GraphReport, runErr error) {
 		}
 		m.ObserveStream(name, sp)
 	}
-	total := g.Total()
-	m.ObservePass(metrics.Pass{OK: runErr == nil, Duration: total.Duration, End: passEnd(total)})
 }
 
 // passEnd is when a pass ended, as the state and the metrics record it.

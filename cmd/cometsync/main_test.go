@@ -37,8 +37,17 @@ func runMain(m *testing.M) int {
 	}
 	defer pg.Stop()
 	pgsrv = pg
+	defer func() {
+		for _, f := range cleanups {
+			f()
+		}
+	}()
 	return mariadbtest.RunMain(m, &srv)
 }
+
+// cleanups are run when the package's tests end: servers that some tests
+// share, started by the first of them.
+var cleanups []func()
 
 const testAPIKey = "sk-test-9f8e7d6c5b4a"
 
@@ -81,6 +90,12 @@ type cfgOpts struct {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvOn(t, srv)
+}
+
+// newEnvOn is newEnv on another server than the package's.
+func newEnvOn(t *testing.T, srv *mariadbtest.Server) *env {
 	t.Helper()
 	rootDSN := srv.CreateDatabase(t, t.Name())
 	root, err := sql.Open("mysql", rootDSN)

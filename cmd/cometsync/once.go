@@ -135,22 +135,50 @@ func runOnce(ctx context.Context, cfg *config.Config, log *zap.Logger, opts sync
 	}
 	prog := newProgress(log, stderr, isTerminal(stderr))
 	eng.setProgress(prog.every, prog.report)
+	if cfg.Source.Mode == config.ModeBinlog && !reconcile {
+		return onceBinlog(ctx, eng, m, opts, stdout)
+	}
 	g, runErr := run(ctx, eng.graph, opts)
 	prog.done()
 	recordPass(eng, g, runErr)
 	eng.observePass(g, runErr)
-	if m != nil {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := m.Push(pctx, cfg.Metrics.Pushgateway, "cometsync"); err != nil {
-			log.Warn("could not push metrics; the pass itself is unaffected", zap.Error(err))
-		}
-		cancel()
-	}
+	eng.pushMetrics(ctx)
 	printGraph(stdout, eng, g)
 	if total := failedTotal(eng); total > 0 {
 		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)
 	}
 	return passFailure(cfg, runErr)
+}
+
+// onceBinlog is `once` in binlog mode: the backfill when one is due, then
+// the binlog up to the position current at the start.
+func onceBinlog(ctx context.Context, eng *engine, m *metrics.Metrics, opts syncer.Options, stdout io.Writer) error {
+	f, err := newFeed(eng, opts)
+	if err != nil {
+		return err
+	}
+	runErr := f.catchUp(ctx, stdout)
+	eng.pushMetrics(ctx)
+	if total := failedTotal(eng); total > 0 {
+		fmt.Fprintf(stdout, "%d rows are in the error store: see 'cometsync errors --config FILE'\n", total)
+	}
+	var ee *exitError
+	if errors.As(runErr, &ee) {
+		return runErr
+	}
+	return passFailure(eng.cfg, runErr)
+}
+
+// pushMetrics pushes the metrics to metrics.pushgateway, when set.
+func (e *engine) pushMetrics(ctx context.Context) {
+	if e.metrics == nil || e.cfg.Metrics.Pushgateway == "" {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := e.metrics.Push(pctx, e.cfg.Metrics.Pushgateway, "cometsync"); err != nil {
+		e.log.Warn("could not push metrics; the pass itself is unaffected", zap.Error(err))
+	}
 }
 
 // streamNames are the engine's streams, in pass order.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
+	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/daemon"
 	"github.com/cometsync/cometsync/internal/metrics"
 	"github.com/cometsync/cometsync/internal/server"
@@ -70,6 +72,9 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 				prog.report(stream, r)
 				m.SetCursorLag(stream, r.CursorLag)
 			})
+			if cfg.Source.Mode == config.ModeBinlog {
+				return runBinlog(ctx, cmd, eng, m)
+			}
 			due, err := reconcileDue(cfg.ReconcileSchedule, time.Now())
 			if err != nil {
 				return usageErr(err)
@@ -115,4 +120,45 @@ the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML)")
 	return cmd
+}
+
+// runBinlog is `run` in binlog mode: no schedule, the feed streams until
+// SIGTERM; /readyz is ready while it streams.
+func runBinlog(ctx context.Context, cmd *cobra.Command, eng *engine, m *metrics.Metrics) error {
+	cfg, log := eng.cfg, eng.log
+	f, err := newFeed(eng, syncer.Options{})
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	ready, why := false, "the binlog feed has not started streaming yet"
+	setReady := func(ok bool, reason string) {
+		mu.Lock()
+		defer mu.Unlock()
+		ready, why = ok, reason
+	}
+	if cfg.HTTP.Listen != "" {
+		srv := server.New(cfg.HTTP.Listen, m.Registry, func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return ready, why
+		}, log.Named("http"))
+		if err := srv.Start(); err != nil {
+			return failedErr(err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	due, err := reconcileDue(cfg.ReconcileSchedule, time.Now())
+	if err != nil {
+		return usageErr(err)
+	}
+	f.reconcileDue = due
+	if err := f.follow(ctx, cmd.OutOrStdout(), setReady); err != nil {
+		return failedErr(err)
+	}
+	return nil
 }

@@ -67,6 +67,9 @@ func (r Report) Failed() int { return r.Invalid + r.Rejected + r.Duplicate }
 // this pass.
 func (r Report) NewFailed() int { return r.NewInvalid + r.NewRejected + r.NewDuplicate }
 
+// Add adds the row and delete counts of o to r.
+func (r *Report) Add(o Report) { r.add(o) }
+
 func (r *Report) add(o Report) {
 	r.Read += o.Read
 	r.Retried += o.Retried
