@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cometsync/cometsync/internal/binlog"
+	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
 	"github.com/cometsync/cometsync/internal/syncer"
@@ -52,30 +53,44 @@ type feed struct {
 
 // newFeed wires the engine's streams to the binlog of source.dsn.
 func newFeed(eng *engine, opts syncer.Options) (*feed, error) {
-	cfg := eng.cfg
+	f := &feed{eng: eng, opts: opts, log: eng.log.Named("binlog"), events: map[string]int{}}
+	var streams []config.NamedStream
+	for _, sp := range eng.streams {
+		streams = append(streams, sp.NamedStream)
+	}
+	var err error
+	if f.cfg, f.streamOf, err = binlogConfig(eng.cfg, streams, f.log); err != nil {
+		return nil, err
+	}
+	f.resetSum()
+	return f, nil
+}
+
+// binlogConfig is the feed's config for these streams, and the stream of
+// each table name.
+func binlogConfig(cfg *config.Config, streams []config.NamedStream, log *zap.Logger) (binlog.Config, map[string]string, error) {
 	dsn, err := mysql.ParseDSN(cfg.Source.DSN)
 	if err != nil {
-		return nil, usageErr(fmt.Errorf("config: source.dsn: %w", err))
+		return binlog.Config{}, nil, usageErr(fmt.Errorf("config: source.dsn: %w", err))
 	}
-	f := &feed{eng: eng, opts: opts, log: eng.log.Named("binlog"), streamOf: map[string]string{}, events: map[string]int{}}
-	f.cfg = binlog.Config{DSN: cfg.Source.DSN, ServerID: uint32(cfg.Source.Binlog.ServerID), Flavor: cfg.Source.Binlog.Flavor, Log: f.log}
-	for _, sp := range eng.streams {
-		schema, table := dsn.DBName, sp.Table
+	bc := binlog.Config{DSN: cfg.Source.DSN, ServerID: uint32(cfg.Source.Binlog.ServerID), Flavor: cfg.Source.Binlog.Flavor, Log: log}
+	streamOf := map[string]string{}
+	for _, ns := range streams {
+		schema, table := dsn.DBName, ns.Table
 		if i := strings.IndexByte(table, '.'); i >= 0 {
 			schema, table = table[:i], table[i+1:]
 		}
 		schema, table = strings.Trim(schema, "`"), strings.Trim(table, "`")
-		if other, ok := f.streamOf[table]; ok {
-			return nil, usageErr(fmt.Errorf("config: %s.table and %s.table both name %q: each stream needs a table of its own", other, sp.Name, table))
+		if other, ok := streamOf[table]; ok {
+			return binlog.Config{}, nil, usageErr(fmt.Errorf("config: %s.table and %s.table both name %q: each stream needs a table of its own", other, ns.Name, table))
 		}
 		if schema == "" {
-			return nil, usageErr(fmt.Errorf("config: %s.table: %q names no database, and source.dsn has none: write it as database.table", sp.Key, sp.Table))
+			return binlog.Config{}, nil, usageErr(fmt.Errorf("config: %s.table: %q names no database, and source.dsn has none: write it as database.table", ns.Key, ns.Table))
 		}
-		f.streamOf[table] = sp.Name
-		f.cfg.Tables = append(f.cfg.Tables, binlog.Table{Schema: schema, Name: table, KeyColumn: sp.Cursor.Tiebreaker})
+		streamOf[table] = ns.Name
+		bc.Tables = append(bc.Tables, binlog.Table{Schema: schema, Name: table, KeyColumn: ns.Cursor.Tiebreaker})
 	}
-	f.resetSum()
-	return f, nil
+	return bc, streamOf, nil
 }
 
 func (f *feed) resetSum() {
@@ -101,6 +116,7 @@ func (f *feed) start(ctx context.Context, out io.Writer) (binlog.Position, error
 		return binlog.Position{}, failedErr(err)
 	}
 	opts := f.opts
+	purged := false
 	var pos binlog.Position
 	if ok {
 		if err := json.Unmarshal(fs.Position, &pos); err != nil {
@@ -113,9 +129,10 @@ func (f *feed) start(ctx context.Context, out io.Writer) (binlog.Position, error
 		if !exists {
 			f.log.Warn("the server no longer has the binary log from the recorded position (purged): rescanning every stream, then streaming from the server's position now",
 				zap.String("position", pos.String()))
-			fmt.Fprintf(out, "binlog: the server no longer has the binary log from %s (purged): every stream is rescanned, which sends only what changed\n", pos)
+			fmt.Fprintf(out, "binlog: the server no longer has the binary log from %s (purged): every stream is rescanned, which sends only what changed, and reconciled, which deletes what vanished\n", pos)
 			ok = false
 			opts.Rescan = true
+			purged = true
 		}
 	}
 	if !ok {
@@ -123,7 +140,7 @@ func (f *feed) start(ctx context.Context, out io.Writer) (binlog.Position, error
 			return binlog.Position{}, failedErr(fmt.Errorf("binlog: %w", err))
 		}
 		raw, _ := json.Marshal(pos)
-		fs = state.Feed{Position: raw}
+		fs = state.Feed{Position: raw, ReconcileDue: purged}
 		if err := store.SetFeed(ctx, fs); err != nil {
 			return binlog.Position{}, failedErr(err)
 		}
@@ -137,10 +154,17 @@ func (f *feed) start(ctx context.Context, out io.Writer) (binlog.Position, error
 	recordPass(f.eng, g, runErr)
 	f.eng.observePass(g, runErr)
 	printGraph(out, f.eng, g)
+	if runErr == nil && fs.ReconcileDue {
+		// The deletes in the purged stretch are seen only by comparing keys.
+		g, runErr = syncer.ReconcileStreams(ctx, f.eng.graph, opts)
+		recordPass(f.eng, g, runErr)
+		f.eng.observePass(g, runErr)
+		printGraph(out, f.eng, g)
+	}
 	if runErr != nil {
 		return binlog.Position{}, runErr
 	}
-	f.state.Backfilled = true
+	f.state.Backfilled, f.state.ReconcileDue = true, false
 	if err := store.SetFeed(ctx, f.state); err != nil {
 		return binlog.Position{}, failedErr(err)
 	}

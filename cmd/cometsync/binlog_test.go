@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -181,4 +182,176 @@ func TestBinlogAChangeDuringTheBackfillArrives(t *testing.T) {
 	if n := len(e.emu.Groups()); n != 19 {
 		t.Errorf("%d groups in CometChat, want 19", n)
 	}
+}
+
+// binlogConverged reports how CometChat differs from the source ("" when
+// it is the same): the users (deleted ones deactivated), the groups and
+// the memberships with their scopes.
+func binlogConverged(e *env) string {
+	e.t.Helper()
+	var diffs []string
+	query := func(q string, fn func(k, v string)) {
+		rows, err := e.root.Query(q)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, v string
+			if err := rows.Scan(&k, &v); err != nil {
+				e.t.Fatal(err)
+			}
+			fn(k, v)
+		}
+	}
+	users := map[string]string{}
+	query(`SELECT uid, display_name FROM app_users`, func(k, v string) { users[k] = v })
+	for uid, u := range e.emu.Users() {
+		name, ok := users[uid]
+		switch {
+		case !ok && u.DeactivatedAt == 0:
+			diffs = append(diffs, "user "+uid+" is active in CometChat but deleted in the source")
+		case ok && (u.DeactivatedAt != 0 || u.Name != name):
+			diffs = append(diffs, fmt.Sprintf("user %s is %q (deactivated %v), want %q", uid, u.Name, u.DeactivatedAt != 0, name))
+		}
+		delete(users, uid)
+	}
+	for uid := range users {
+		diffs = append(diffs, "user "+uid+" is missing")
+	}
+	groups := map[string]string{}
+	query(`SELECT guid, title FROM chat_groups`, func(k, v string) { groups[k] = v })
+	for guid, g := range e.emu.Groups() {
+		if name, ok := groups[guid]; !ok || name != g.Name {
+			diffs = append(diffs, fmt.Sprintf("group %s is %q in CometChat, want %q (present: %v)", guid, g.Name, name, ok))
+		}
+		delete(groups, guid)
+	}
+	for guid := range groups {
+		diffs = append(diffs, "group "+guid+" is missing")
+	}
+	members := map[string]string{}
+	query(`SELECT CONCAT(g.guid, '_member_', m.user_uid), m.role FROM memberships m JOIN chat_groups g ON g.id = m.group_id`,
+		func(k, v string) { members[k] = v })
+	for id, m := range e.emu.AllMembers() {
+		if scope, ok := members[id]; !ok || scope != m.Scope {
+			diffs = append(diffs, fmt.Sprintf("member %s has scope %q in CometChat, want %q (present: %v)", id, m.Scope, scope, ok))
+		}
+		delete(members, id)
+	}
+	for id := range members {
+		diffs = append(diffs, "member "+id+" is missing")
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d differences, e.g. %s", len(diffs), strings.Join(diffs[:min(len(diffs), 5)], "; "))
+}
+
+func TestBinlogCheckAndStatus(t *testing.T) {
+	e := newBinlogEnv(t, sharedBinlogServer(t))
+	seedBinlogGraph(e)
+	r := e.run("check", "--config", e.cfg)
+	if r.code != 0 {
+		t.Fatalf("check on a ready server: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"binlog_format", "REPLICATION SLAVE", "no position recorded yet"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check does not mention %q:\n%s", want, r.stdout)
+		}
+	}
+	e.once(0)
+	r = e.run("check", "--config", e.cfg)
+	if !strings.Contains(r.stdout, "the server still has the recorded position gtid") {
+		t.Errorf("check after a once does not confirm the recorded position:\n%s", r.stdout)
+	}
+	st := e.status()
+	if st.Binlog == nil || !st.Binlog.Backfilled || !strings.HasPrefix(st.Binlog.Readable, "gtid ") {
+		t.Errorf("status --json binlog = %+v, want a backfilled GTID position", st.Binlog)
+	}
+	e.exec(`UPDATE chat_groups SET title = 'Lagging' WHERE id = 1`)
+	e.once(0)
+	if st := e.status(); st.Binlog == nil || st.Binlog.LagSeconds == nil || *st.Binlog.LagSeconds < 0 || *st.Binlog.LagSeconds > 60 {
+		t.Errorf("status --json binlog after a change = %+v, want a lag", st.Binlog)
+	}
+	r = e.run("status", "--config", e.cfg)
+	if !strings.Contains(r.stdout, "binlog:") || !strings.Contains(r.stdout, "lag:") {
+		t.Errorf("status does not show the binlog position and lag:\n%s", r.stdout)
+	}
+
+	// A reader without the replication grants: check names them.
+	dsn, _ := mysql.ParseDSN(e.reader)
+	e.exec(fmt.Sprintf("REVOKE REPLICATION SLAVE, BINLOG MONITOR ON *.* FROM '%s'@'%%'", dsn.User))
+	r = e.run("check", "--config", e.cfg)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "GRANT REPLICATION SLAVE") {
+		t.Errorf("check with a reader lacking REPLICATION SLAVE: exit %d, want 1 and the GRANT to run:\n%s", r.code, r.stdout)
+	}
+}
+
+func TestBinlogConfigErrorsNameEveryKey(t *testing.T) {
+	e := newBinlogEnv(t, sharedBinlogServer(t))
+	e.configure(func(o *cfgOpts) {
+		o.sourceExtra = "  mode: binlog\n  binlog:\n    flavor: percona\n"
+		o.streams = strings.Replace(binlogStreams(), "  table: memberships\n", "", 1)
+	})
+	r := e.once(2)
+	for _, want := range []string{"source.binlog.server_id", "source.binlog.flavor", `"percona"`, "members.table"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the config error does not name %s:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestBinlogPurgedPositionRescans(t *testing.T) {
+	srv := mariadbtest.Start(t, mariadbtest.WithBinlog())
+	e := newBinlogEnv(t, srv)
+	seedBinlogGraph(e)
+	e.once(0)
+	// cometsync stopped; changes are made; the binlogs holding them are
+	// purged before it comes back.
+	e.exec(`UPDATE chat_groups SET title = 'Changed while stopped' WHERE id = 4`)
+	e.exec(`DELETE FROM memberships WHERE user_uid = 'u9'`)
+	before := e.status().Binlog.Readable
+	purgeAll(t, e)
+	r := e.once(0)
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "no longer has the binary log") || !strings.Contains(out, "rescan") {
+		t.Errorf("a purged position is not reported as such:\n%s", out)
+	}
+	if msg := binlogConverged(e); msg != "" {
+		t.Errorf("after the rescan: %s", msg)
+	}
+	if after := e.status().Binlog.Readable; after == before {
+		t.Errorf("the position stayed at %s", after)
+	}
+	e.emu.ResetStats()
+	e.once(0)
+	if n := e.requests(); n != 0 {
+		t.Errorf("the once after the rescan made %d write requests", n)
+	}
+}
+
+// purgeAll rotates the binary log and purges every file before the
+// current one (MariaDB keeps one it still needs for a while: retried).
+func purgeAll(t *testing.T, e *env) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() string {
+		e.exec(`FLUSH BINARY LOGS`)
+		var file string
+		var pos any
+		var rest [2]any
+		if err := e.root.QueryRow(`SHOW MASTER STATUS`).Scan(&file, &pos, &rest[0], &rest[1]); err != nil {
+			t.Fatal(err)
+		}
+		e.exec(fmt.Sprintf("PURGE BINARY LOGS TO '%s'", file))
+		var first string
+		var size any
+		if err := e.root.QueryRow(`SHOW BINARY LOGS`).Scan(&first, &size); err != nil {
+			t.Fatal(err)
+		}
+		if first != file {
+			return "the server still keeps " + first
+		}
+		return ""
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/cometsync/cometsync/internal/binlog"
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/source"
@@ -102,6 +104,9 @@ func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample i
 		checkQuery(ctx, cfg, ns, src, sample, c)
 		src.Close()
 	}
+	if cfg.Source.Mode == config.ModeBinlog {
+		checkBinlog(ctx, cfg, log, c)
+	}
 	fmt.Fprintln(c.w)
 
 	client := cometchat.New(cometchat.Config{
@@ -136,6 +141,64 @@ func runCheck(ctx context.Context, cfg *config.Config, log *zap.Logger, sample i
 		c.bad("%v", statePathError(cfg.State.Path, err))
 	}
 	return c
+}
+
+// checkBinlog checks what the binlog feed needs of the server (format,
+// row image, privileges) and that it still has the recorded position.
+func checkBinlog(ctx context.Context, cfg *config.Config, log *zap.Logger, c *checker) {
+	fmt.Fprintf(c.w, "\nbinlog:\n")
+	bc, _, err := binlogConfig(cfg, cfg.Streams(), log.Named("binlog"))
+	if err != nil {
+		c.bad("%v", err)
+		return
+	}
+	allOK := true
+	for _, f := range binlog.Check(ctx, bc) {
+		if f.OK {
+			c.ok("binlog: %s: %s", f.What, f.Detail)
+			continue
+		}
+		allOK = false
+		msg := fmt.Sprintf("binlog: %s: %s", f.What, f.Detail)
+		if f.Fix != "" {
+			msg += "; fix: " + f.Fix
+		}
+		c.bad("%s", msg)
+	}
+	if !allOK {
+		return
+	}
+	st, err := state.Open(cfg.State.Path, state.Options{ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, state.ErrNoState) {
+			c.note("binlog: no position recorded yet: the first run records the server's, backfills, then streams from it")
+		}
+		return
+	}
+	defer st.Close()
+	fs, ok, err := st.Feed(ctx)
+	switch {
+	case err != nil:
+		c.bad("%v", err)
+		return
+	case !ok:
+		c.note("binlog: no position recorded yet: the first run records the server's, backfills, then streams from it")
+		return
+	}
+	var pos binlog.Position
+	if err := json.Unmarshal(fs.Position, &pos); err != nil {
+		c.bad("binlog: the recorded position %s is unreadable: %v", fs.Position, err)
+		return
+	}
+	switch exists, err := binlog.Exists(ctx, bc, pos); {
+	case err != nil:
+		c.bad("binlog: could not tell whether the server still has the recorded position %s: %v", pos, err)
+	case !exists:
+		c.warn("binlog: the server no longer has the binary log from the recorded position %s (purged): the next run rescans every stream "+
+			"(sending only what differs), then streams from the server's position; keep binlogs longer (binlog_expire_logs_seconds) than cometsync may be stopped", pos)
+	default:
+		c.ok("binlog: the server still has the recorded position %s", pos)
+	}
 }
 
 // backfillTime is how long a first pass of n groups takes at CometChat's

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cometsync/cometsync/internal/binlog"
 	"github.com/cometsync/cometsync/internal/config"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
@@ -25,10 +26,23 @@ type statusReport struct {
 	streamStatus
 	Streams  map[string]streamStatus `json:"streams"`
 	LastPass json.RawMessage         `json:"last_pass"`
+	// Binlog is the feed's place, in binlog mode.
+	Binlog *binlogStatus `json:"binlog,omitempty"`
 	// names are the configured streams in pass order, units their integer
 	// cursors' units ("" tells it from the magnitude).
 	names []string
 	units map[string]string
+}
+
+// binlogStatus is where the binlog feed is: the position every change
+// before which is in CometChat, and the lag of the last acknowledged one.
+type binlogStatus struct {
+	Position   json.RawMessage `json:"position"`
+	Readable   string          `json:"position_readable"`
+	Backfilled bool            `json:"backfilled"`
+	EventTime  *time.Time      `json:"event_time,omitempty"`
+	AckedAt    *time.Time      `json:"acked_at,omitempty"`
+	LagSeconds *float64        `json:"lag_seconds,omitempty"`
 }
 
 // streamStatus is one stream's part of the state.
@@ -126,6 +140,20 @@ func readStatus(cmd *cobra.Command, cfg *config.Config) (statusReport, error) {
 	if rep.LastPass, err = st.LastPass(ctx); err != nil {
 		return rep, failedErr(err)
 	}
+	if fs, ok, err := st.Feed(ctx); err != nil {
+		return rep, failedErr(err)
+	} else if ok {
+		bs := &binlogStatus{Position: fs.Position, Backfilled: fs.Backfilled, Readable: string(fs.Position)}
+		var pos binlog.Position
+		if json.Unmarshal(fs.Position, &pos) == nil {
+			bs.Readable = pos.String()
+		}
+		if !fs.EventTime.IsZero() {
+			lag := fs.AckedAt.Sub(fs.EventTime).Seconds()
+			bs.EventTime, bs.AckedAt, bs.LagSeconds = &fs.EventTime, &fs.AckedAt, &lag
+		}
+		rep.Binlog = bs
+	}
 	var lp lastPass
 	if rep.LastPass != nil && json.Unmarshal(rep.LastPass, &lp) == nil {
 		for name, sr := range lp.Streams {
@@ -190,6 +218,16 @@ func writeStatus(w io.Writer, st statusReport, asJSON bool) error {
 		}
 		if ss.RescanInProgress {
 			fmt.Fprintf(tw, "  rescan:\tin progress (the next pass goes on with it)\n")
+		}
+	}
+	if b := st.Binlog; b != nil {
+		fmt.Fprintf(tw, "binlog:\n  position:\t%s\n", b.Readable)
+		if !b.Backfilled {
+			fmt.Fprintf(tw, "  backfill:\tnot completed yet (the next run goes on with it, then streams from the position)\n")
+		}
+		if b.LagSeconds != nil {
+			fmt.Fprintf(tw, "  lag:\t%.3fs (a change committed %s, acknowledged %s)\n", *b.LagSeconds,
+				b.EventTime.UTC().Format(time.RFC3339), b.AckedAt.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	if st.LastPass == nil {

@@ -19,6 +19,10 @@ type Feed struct {
 	// recorded position completed: until then a restart goes on with it
 	// (from each stream's checkpoint) before streaming from Position.
 	Backfilled bool `json:"backfilled"`
+	// ReconcileDue is set when the feed lost its place (the binlog was
+	// purged): the backfill (a rescan) is followed by a reconcile, for the
+	// deletes in the lost stretch.
+	ReconcileDue bool `json:"reconcile_due,omitempty"`
 	// EventTime is when the newest acknowledged change was committed, and
 	// AckedAt when CometChat acknowledged it: the lag is their difference.
 	EventTime time.Time `json:"event_time,omitzero"`
