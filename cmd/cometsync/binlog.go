@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -24,8 +25,13 @@ import (
 const summaryEvery = time.Minute
 
 // retryEvery is how often the binlog feed re-reads the rows of the error
-// store (a poll pass does it every pass).
-const retryEvery = time.Minute
+// store (a poll pass does it every pass), events or not; after a batch
+// that deleted something (a row whose key another row was waiting for may
+// have gone), within retrySoonEvery.
+const (
+	retryEvery     = time.Minute
+	retrySoonEvery = time.Second
+)
 
 // feed is binlog mode: a keyset backfill from a recorded binlog position,
 // then the row events from that position, each batch's keys re-read
@@ -39,6 +45,10 @@ type feed struct {
 	// streamOf is the stream of each table name the feed reads.
 	streamOf  map[string]string
 	lastRetry time.Time
+	retrySoon bool
+	// mu makes the batches and the retries between them one pass at a
+	// time: a Syncer runs one pass at once.
+	mu sync.Mutex
 	// sum is what the batches since the last summary did, by stream.
 	sum     syncer.GraphReport
 	batches int
@@ -174,7 +184,9 @@ func (f *feed) start(ctx context.Context, out io.Writer) (binlog.Position, error
 // handle delivers one batch of the binlog: each stream's keys, in pass
 // order, then the position once CometChat acknowledged all of it.
 func (f *feed) handle(ctx context.Context, b binlog.Batch) error {
-	retry := time.Since(f.lastRetry) >= retryEvery
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	retry := f.retryDue()
 	for _, st := range f.eng.graph {
 		table := f.tableOf(st.Name)
 		raw := b.Keys[table]
@@ -210,10 +222,11 @@ func (f *feed) handle(ctx context.Context, b binlog.Batch) error {
 			return &syncer.StreamError{Stream: st.Name, Err: err}
 		}
 		f.sum.Streams[st.Name] = sr
+		f.retrySoon = f.retrySoon || rep.Deleted > 0
 		f.eng.observeStreams(syncer.GraphReport{Names: []string{st.Name}, Streams: map[string]syncer.StreamReport{st.Name: {Report: rep, Ran: true}}})
 	}
 	if retry {
-		f.lastRetry = time.Now()
+		f.lastRetry, f.retrySoon = time.Now(), false
 	}
 	f.batches++
 	if !b.Commit {
@@ -258,6 +271,24 @@ func (f *feed) reconcile(ctx context.Context) {
 	}
 }
 
+// retryDue says whether the error store's rows are due to be read again.
+func (f *feed) retryDue() bool {
+	since := time.Since(f.lastRetry)
+	return since >= retryEvery || (f.retrySoon && since >= retrySoonEvery)
+}
+
+// retryIdle retries the error store's rows when they are due and no batch
+// came to do it: with no events, a row error would wait forever.
+func (f *feed) retryIdle(ctx context.Context) error {
+	f.mu.Lock()
+	due := f.retryDue()
+	f.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return f.handle(ctx, binlog.Batch{})
+}
+
 // tableOf is the table name the stream's events come under.
 func (f *feed) tableOf(stream string) string {
 	for t, s := range f.streamOf {
@@ -270,6 +301,8 @@ func (f *feed) tableOf(stream string) string {
 
 // summary records and logs what the batches since the last summary did.
 func (f *feed) summary(runErr error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.batches == 0 && runErr == nil {
 		return
 	}
@@ -291,6 +324,11 @@ func (f *feed) catchUp(ctx context.Context, out io.Writer) error {
 		return failedErr(fmt.Errorf("binlog: %w", err))
 	}
 	err = binlog.Stream(ctx, f.cfg, from, &until, f.handle)
+	if err == nil && f.retrySoon {
+		// Something was deleted: rows that waited for its key go now.
+		f.lastRetry = time.Time{}
+		err = f.handle(ctx, binlog.Batch{})
+	}
 	if errors.Is(err, binlog.ErrPurged) {
 		// Purged while we read: the next run rescans (start sees it).
 		err = failedErr(fmt.Errorf("binlog: %w; the next run rescans every stream", err))
@@ -313,7 +351,24 @@ func (f *feed) follow(ctx context.Context, out io.Writer, ready func(ok bool, wh
 		if err == nil {
 			ready(true, "")
 			last := time.Now()
-			err = binlog.Stream(ctx, f.cfg, from, nil, func(ctx context.Context, b binlog.Batch) error {
+			sctx, stopIdle := context.WithCancel(ctx)
+			idleDone := make(chan struct{})
+			go func() {
+				defer close(idleDone)
+				tick := time.NewTicker(retrySoonEvery)
+				defer tick.Stop()
+				for {
+					select {
+					case <-sctx.Done():
+						return
+					case <-tick.C:
+						if err := f.retryIdle(sctx); err != nil && sctx.Err() == nil {
+							f.log.Warn("retrying the error store's rows failed; they are retried later", zap.Error(err))
+						}
+					}
+				}
+			}()
+			err = binlog.Stream(sctx, f.cfg, from, nil, func(ctx context.Context, b binlog.Batch) error {
 				f.reconcile(ctx)
 				herr := f.handle(ctx, b)
 				if herr == nil {
@@ -325,6 +380,8 @@ func (f *feed) follow(ctx context.Context, out io.Writer, ready func(ok bool, wh
 				}
 				return herr
 			})
+			stopIdle()
+			<-idleDone
 			f.summary(err)
 		}
 		if ctx.Err() != nil {

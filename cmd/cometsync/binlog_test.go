@@ -2,16 +2,19 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/cometsync/cometsync/internal/mariadbtest"
+	"github.com/cometsync/cometsync/internal/syncer"
 )
 
 // binlogSrv is a MariaDB with its binary log on, for the binlog tests that
@@ -354,4 +357,166 @@ func purgeAll(t *testing.T, e *env) {
 		}
 		return ""
 	})
+}
+
+// writeChanges makes n transactions of changes on the graph: renames of
+// groups and users, scope changes, new memberships, removed memberships
+// and, now and then, a group deleted with its memberships. A transaction
+// that fails (the server was killed) is retried once it is back.
+func writeChanges(t *testing.T, e *env, n int, pause time.Duration, stop <-chan struct{}) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		var stmts []string
+		switch i % 6 {
+		case 0:
+			stmts = []string{fmt.Sprintf(`UPDATE chat_groups SET title = 'Group %d v%d' WHERE id = %d`, i%20+1, i, i%20+1)}
+		case 1:
+			stmts = []string{fmt.Sprintf(`UPDATE app_users SET display_name = 'User %d v%d' WHERE id = %d`, i%20+1, i, i%20+1)}
+		case 2:
+			stmts = []string{fmt.Sprintf(`UPDATE memberships SET role = ELT(1 + %d %% 3, 'admin', 'moderator', 'participant') WHERE id %% 7 = %d`, i, i%7)}
+		case 3:
+			stmts = []string{fmt.Sprintf(`INSERT INTO memberships (group_id, user_uid, role, updated_at) VALUES (%d, 'u%d', 'participant', NOW(6))`, i%20+1, (i*7)%20+1)}
+		case 4:
+			stmts = []string{fmt.Sprintf(`DELETE FROM memberships WHERE id = (SELECT id FROM (SELECT MIN(id) AS id FROM memberships WHERE id %% 5 = %d) x)`, i%5)}
+		case 5:
+			if i%30 == 11 {
+				// The group made six transactions ago goes, with its members.
+				g := 100 + i - 6
+				stmts = []string{fmt.Sprintf(`DELETE FROM memberships WHERE group_id = %d`, g), fmt.Sprintf(`DELETE FROM chat_groups WHERE id = %d`, g)}
+			}
+			if i%30 == 5 {
+				g := 100 + i
+				stmts = []string{
+					fmt.Sprintf(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) VALUES (%d, 'g%d', 'New %d', 'public', NOW(6))`, g, g, g),
+					fmt.Sprintf(`INSERT INTO memberships (group_id, user_uid, role, updated_at) VALUES (%d, 'u1', 'admin', NOW(6)), (%d, 'u2', 'participant', NOW(6))`, g, g),
+				}
+			}
+		}
+		for {
+			tx, err := e.root.Begin()
+			if err == nil {
+				for _, q := range stmts {
+					if _, err = tx.Exec(q); err != nil {
+						break
+					}
+				}
+				if err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+			}
+			if err == nil {
+				break
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond): // the server is down: wait
+			}
+		}
+		time.Sleep(pause)
+	}
+}
+
+func TestBinlogRunSurvivesSIGKILLAndAServerRestartAndLosesNothing(t *testing.T) {
+	srv := mariadbtest.Start(t, mariadbtest.WithBinlog())
+	e := newBinlogEnv(t, srv)
+	e.configure(func(o *cfgOpts) { o.extra = "http:\n  listen: \"127.0.0.1:0\"\n" })
+	seedBinlogGraph(e)
+	e.root.SetMaxOpenConns(1)
+	c := e.start("run", "--config", e.cfg)
+	eventually(t, 30*time.Second, func() string { return binlogConverged(e) })
+
+	stop := make(chan struct{})
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		writeChanges(t, e, 240, 10*time.Millisecond, stop)
+	}()
+	defer func() {
+		select {
+		case <-written:
+		default:
+			close(stop)
+			<-written
+		}
+	}()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	kills := 0
+	for round := range 4 {
+		time.Sleep(time.Duration(200+rng.IntN(500)) * time.Millisecond)
+		if round == 2 {
+			// The database dies and comes back; cometsync reconnects.
+			srv.Kill(t)
+			time.Sleep(300 * time.Millisecond)
+			srv.Restart(t)
+			continue
+		}
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		kills++
+		c = e.start("run", "--config", e.cfg)
+	}
+	<-written
+	eventually(t, 60*time.Second, func() string { return binlogConverged(e) })
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	r := e.wait(c, 20*time.Second)
+	if r.code != 0 {
+		t.Errorf("run exited %d on SIGTERM\n%s", r.code, r.stderr)
+	}
+	// The bound on re-sends: what the state had not recorded when a
+	// process was killed, at most MaxUnrecorded batches each time.
+	st := e.emu.Stats()
+	updates := st.Updates + st.UserUpdates + st.ScopeChanges
+	// 40 group renames, 40 user renames and up to 40×20 scope changes were
+	// made; a kill can add at most MaxUnrecorded(4) batches of 50.
+	if limit := 40 + 40 + 40*20 + kills*syncer.MaxUnrecorded(4)*50; updates > limit {
+		t.Errorf("%d updates sent for at most %d changes and %d kills", updates, limit, kills)
+	}
+	if st.Deletes == 0 {
+		t.Error("no group was deleted: the test did not exercise deletes")
+	}
+	t.Logf("%d kills; %d updates, %d imports of members, %d kicks, %d group deletes", kills, updates, st.ImportedMembers, st.Kicks, st.Deletes)
+}
+
+func TestBinlogAlterTableMidStream(t *testing.T) {
+	e := newBinlogEnv(t, sharedBinlogServer(t))
+	seedBinlogGraph(e)
+	e.once(0)
+	// A column added before the key, then a change: the key is read right.
+	e.exec(`ALTER TABLE chat_groups ADD COLUMN region VARCHAR(10) NULL FIRST`)
+	e.exec(`UPDATE chat_groups SET title = 'After the ALTER', region = 'eu' WHERE id = 7`)
+	e.exec(`ALTER TABLE memberships DROP COLUMN joined_at`)
+	e.configure(func(o *cfgOpts) { o.streams = strings.Replace(binlogStreams(), ", m.joined_at", "", 1) })
+	e.exec(`UPDATE memberships SET role = 'admin' WHERE id = 8`)
+	e.once(0)
+	if msg := binlogConverged(e); msg != "" {
+		t.Error(msg)
+	}
+	if g, _ := e.emu.Group("g7"); g.Name != "After the ALTER" {
+		t.Errorf("g7 is %q after the ALTER TABLE", g.Name)
+	}
+}
+
+func TestBinlogATransactionOf100kRows(t *testing.T) {
+	e := newBinlogEnv(t, sharedBinlogServer(t))
+	seedBinlogGraph(e)
+	e.once(0)
+	// One transaction adds 100,000 memberships of 20 users to 5,000 groups.
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) SELECT 100 + seq, CONCAT('big', seq), CONCAT('Big ', seq), 'public', NOW(6) FROM seq_1_to_5000`)
+	e.exec(`INSERT INTO memberships (group_id, user_uid, role, updated_at)
+		SELECT 100 + g.seq, CONCAT('u', u.seq), 'participant', NOW(6) FROM seq_1_to_5000 g CROSS JOIN seq_1_to_20 u`)
+	r := e.once(0)
+	if n := len(e.emu.AllMembers()); n != 100_020 {
+		t.Fatalf("%d memberships in CometChat, want 100,020\n%s", n, r.stdout)
+	}
+	if msg := binlogConverged(e); msg != "" {
+		t.Error(msg)
+	}
 }
