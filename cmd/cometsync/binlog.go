@@ -187,6 +187,8 @@ func (f *feed) handle(ctx context.Context, b binlog.Batch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	retry := f.retryDue()
+	keysOf := map[string][]source.Value{}
+	var streams []syncer.Stream
 	for _, st := range f.eng.graph {
 		table := f.tableOf(st.Name)
 		raw := b.Keys[table]
@@ -208,22 +210,31 @@ func (f *feed) handle(ctx context.Context, b binlog.Batch) error {
 			}
 			keys = append(keys, v)
 		}
-		rep, err := st.RunKeys(ctx, keys, retry, f.opts)
-		sr := f.sum.Streams[st.Name]
+		keysOf[st.Name] = keys
+		streams = append(streams, st)
+	}
+	// Upserts in pass order, deletes in reverse, as in a pass.
+	g, err := syncer.RunGated(ctx, streams, f.opts, func(ctx context.Context, st syncer.Stream, o syncer.Options) (syncer.Report, error) {
+		return st.RunKeys(ctx, keysOf[st.Name], retry, o)
+	})
+	for _, name := range g.Names {
+		got := g.Streams[name]
+		sr := f.sum.Streams[name]
 		sr.Ran = true
-		sr.Report.Add(rep)
-		sr.Duration += rep.Duration
+		sr.Report.Add(got.Report)
+		sr.Duration += got.Duration
 		if sr.StartedAt.IsZero() {
-			sr.StartedAt = rep.StartedAt
+			sr.StartedAt = got.StartedAt
 		}
-		if err != nil {
-			sr.Error = err.Error()
-			f.sum.Streams[st.Name] = sr
-			return &syncer.StreamError{Stream: st.Name, Err: err}
+		if got.Error != "" {
+			sr.Error = got.Error
 		}
-		f.sum.Streams[st.Name] = sr
-		f.retrySoon = f.retrySoon || rep.Deleted > 0
-		f.eng.observeStreams(syncer.GraphReport{Names: []string{st.Name}, Streams: map[string]syncer.StreamReport{st.Name: {Report: rep, Ran: true}}})
+		f.sum.Streams[name] = sr
+		f.retrySoon = f.retrySoon || got.Deleted > 0
+	}
+	f.eng.observeStreams(g)
+	if err != nil {
+		return err
 	}
 	if retry {
 		f.lastRetry, f.retrySoon = time.Now(), false

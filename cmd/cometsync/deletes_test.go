@@ -800,3 +800,33 @@ func TestWithoutABrakeEveryDeleteIsMade(t *testing.T) {
 		t.Errorf("CometChat holds %d groups after 25 of 30 were archived, want 5", n)
 	}
 }
+
+func TestAPassDeletesMembersThenGroupsThenUsers(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	var mu sync.Mutex
+	var order []string
+	e.http.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			kind := "user"
+			switch {
+			case strings.Contains(r.URL.Path, "/members/"):
+				kind = "member"
+			case strings.Contains(r.URL.Path, "/groups/"):
+				kind = "group"
+			}
+			mu.Lock()
+			order = append(order, kind)
+			mu.Unlock()
+		}
+		e.emu.ServeHTTP(w, r)
+	})
+	e.exec(`UPDATE app_users SET deleted_at = NOW(), updated_at = NOW(6) - INTERVAL 1 SECOND WHERE uid IN ('u1', 'u2')`)
+	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid IN ('g3', 'g4')`)
+	e.exec(`UPDATE memberships SET removed = TRUE, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE user_uid IN ('u5', 'u6')`)
+	e.once(0)
+	want := []string{"member", "member", "group", "group", "user", "user"}
+	if strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Errorf("deletes went %v, want members, then groups, then users: %v", order, want)
+	}
+}

@@ -41,6 +41,7 @@ func (s *Syncer) RunKeys(ctx context.Context, keys []source.Value, retry bool, o
 	p.holdSeq.Store(noHold)
 	p.retryFirst = retry
 	runErr := p.run(ctx, nil, source.Value{})
+	runErr = opts.gate.wait(ctx, runErr)
 	if runErr == nil {
 		runErr = p.finishDeletes(ctx)
 	}

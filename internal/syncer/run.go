@@ -137,6 +137,9 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		s.bulkDups = nil
 	}
 	runErr := p.run(ctx, after, upper)
+	// RunStreams makes the streams' deletes after every stream's upserts,
+	// in reverse order: wait for this one's turn.
+	runErr = opts.gate.wait(ctx, runErr)
 	if runErr == nil {
 		runErr = p.finishDeletes(ctx)
 	}

@@ -222,4 +222,6 @@ type Options struct {
 	// AllowMassDelete lets this pass make the deletes the brake would
 	// hold back (Config.Deletes).
 	AllowMassDelete bool
+	// gate, set by RunStreams, holds the pass's deletes until its turn.
+	gate *deleteGate
 }
