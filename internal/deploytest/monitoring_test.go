@@ -36,7 +36,14 @@ var exportedMetrics = map[string]bool{
 	"cometsync_cursor_lag_seconds":             false,
 	"cometsync_passes_total":                   false,
 	"cometsync_build_info":                     false,
+	"cometsync_binlog_lag_seconds":             false,
+	"cometsync_binlog_events_total":            false,
+	"cometsync_binlog_position_info":           false,
 }
+
+// binlogOnly are the metrics whose series exist only in binlog mode (their
+// labels come from the feed).
+var binlogOnly = map[string]bool{"cometsync_binlog_events_total": true, "cometsync_binlog_position_info": true}
 
 // metricName finds the metric names in a PromQL expression. It is wider than
 // a valid name's alphabet on purpose: a typo with a digit or a capital
@@ -65,7 +72,9 @@ func registeredMetrics(t *testing.T) map[string]metricFamily {
 	m.Streams("users", "groups", "members")
 	for _, st := range []string{"users", "groups", "members"} {
 		m.ObserveStream(st, metrics.StreamPass{CursorLag: time.Second})
+		m.BinlogEvents(st, "insert", 1)
 	}
+	m.SetBinlog("gtid 0-1-5", time.Second)
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
