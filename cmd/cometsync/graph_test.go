@@ -231,3 +231,14 @@ func TestSIGKILLDuringTheMembersStreamThenEverythingArrives(t *testing.T) {
 		t.Errorf("row errors after the rerun: %+v", errs[:min(len(errs), 5)])
 	}
 }
+
+func TestErrorsOfAStreamNameItsKeys(t *testing.T) {
+	e := newGraphEnv(t, "import")
+	e.configure(func(o *cfgOpts) {
+		o.streams = strings.Replace(graphStreams("import"), "SELECT m.id, m.updated_at,", "SELECT m.id,", 1)
+	})
+	r := e.once(2)
+	if want := `members.cursor.column: "updated_at" is not a column of members.query`; !strings.Contains(r.stderr, want) {
+		t.Errorf("the error does not name the members stream's keys (%s):\n%s", want, r.stderr)
+	}
+}

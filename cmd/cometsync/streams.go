@@ -40,6 +40,10 @@ func sourceConfig(cfg *config.Config, ns config.NamedStream) source.Config {
 		Driver: cfg.Source.Driver, DSN: cfg.Source.DSN, Query: ns.Query,
 		Cursor: ns.Cursor.Column, Tiebreaker: ns.Cursor.Tiebreaker,
 		Lag: ns.Cursor.Lag.Duration(), IntegerUnit: ns.Cursor.IntegerUnit,
+		Section: ns.Key,
+	}
+	if ns.Key == "source" {
+		sc.Section = "" // the earlier form
 	}
 	if cfg.Source.Mode == config.ModeBinlog {
 		sc.BoundByMax, sc.Lag = true, 0

@@ -85,7 +85,7 @@ func (d *mysqlDialect) cursorKind(_ context.Context, s *Source, dbType string) (
 		}
 		return KindText, nil
 	}
-	return KindNone, fmt.Errorf("source.cursor.column: %q has type %s; want an integer, DATETIME, TIMESTAMP or DATE column", s.cfg.Cursor, dbType)
+	return KindNone, fmt.Errorf("%s: %q has type %s; want an integer, DATETIME, TIMESTAMP or DATE column", s.cfg.key("cursor.column"), s.cfg.Cursor, dbType)
 }
 
 func (*mysqlDialect) clockMicros() string {

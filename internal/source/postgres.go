@@ -146,8 +146,8 @@ func (*postgresDialect) cursorKind(_ context.Context, s *Source, dbType string) 
 	case "TIMESTAMPTZ", "TIMESTAMP", "DATE":
 		return KindTime, nil
 	}
-	return KindNone, fmt.Errorf("source.cursor.column: %q has type %s; want a bigint, integer, timestamptz, timestamp or date column",
-		s.cfg.Cursor, strings.ToLower(dbType))
+	return KindNone, fmt.Errorf("%s: %q has type %s; want a bigint, integer, timestamptz, timestamp or date column",
+		s.cfg.key("cursor.column"), s.cfg.Cursor, strings.ToLower(dbType))
 }
 
 // clockMicros uses clock_timestamp(), the statement's clock: now() is the

@@ -71,6 +71,10 @@ type Config struct {
 	// than the database clock minus Lag are left for a later pass. It must
 	// be longer than the longest write transaction (plus replica lag).
 	Lag time.Duration
+	// Section is the config section that holds the query and cursor
+	// ("users", "groups", "members"), for the keys errors name; "" means
+	// "source", the earlier form.
+	Section string
 	// BoundByMax makes a pass's upper bound the largest cursor value the
 	// query returns, not the database clock: for a cursor that is not a
 	// time (the binlog feed's backfill pages by the tiebreaker alone, and
@@ -159,6 +163,15 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Source, error) {
 // stopped answering, in the dialect's words.
 func (s *Source) lost(err error) error { return s.d.lost(err) }
 
+// key is the config key k of the section holding the query, e.g.
+// "groups.cursor.column".
+func (c Config) key(k string) string {
+	if c.Section == "" {
+		return "source." + k
+	}
+	return c.Section + "." + k
+}
+
 func (c Config) validate() error {
 	switch {
 	case dialects[c.Driver] == nil:
@@ -166,15 +179,15 @@ func (c Config) validate() error {
 	case c.DSN == "":
 		return errors.New("source.dsn: empty")
 	case strings.TrimSpace(c.Query) == "":
-		return errors.New("source.query: empty")
+		return errors.New(c.key("query") + ": empty")
 	case c.Cursor == "":
-		return errors.New("source.cursor.column: empty")
+		return errors.New(c.key("cursor.column") + ": empty")
 	case c.Tiebreaker == "":
-		return errors.New("source.cursor.tiebreaker: empty")
+		return errors.New(c.key("cursor.tiebreaker") + ": empty")
 	case c.Lag < 0:
-		return fmt.Errorf("source.cursor.lag: %s is negative", c.Lag)
+		return fmt.Errorf("%s: %s is negative", c.key("cursor.lag"), c.Lag)
 	case c.IntegerUnit != "" && perSecond[c.IntegerUnit] == 0:
-		return fmt.Errorf("source.cursor.integer_unit: %q is not a unit (want %q, %q or %q)", c.IntegerUnit, UnitSeconds, UnitMilliseconds, UnitMicroseconds)
+		return fmt.Errorf("%s: %q is not a unit (want %q, %q or %q)", c.key("cursor.integer_unit"), c.IntegerUnit, UnitSeconds, UnitMilliseconds, UnitMicroseconds)
 	}
 	return nil
 }
@@ -219,10 +232,11 @@ type ColumnError struct {
 	Key     string // the config key naming the column
 	Column  string
 	Columns []string // what the query returns
+	Query   string   // the config key of the query
 }
 
 func (e *ColumnError) Error() string {
-	return fmt.Sprintf("%s: %q is not a column of source.query (columns: %s)", e.Key, e.Column, strings.Join(e.Columns, ", "))
+	return fmt.Sprintf("%s: %q is not a column of %s (columns: %s)", e.Key, e.Column, e.Query, strings.Join(e.Columns, ", "))
 }
 
 // Columns returns the names of the query's result columns, the names
@@ -244,23 +258,23 @@ func (s *Source) Columns(ctx context.Context) ([]string, error) {
 func (s *Source) columnTypes(ctx context.Context) ([]*sql.ColumnType, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT * FROM "+s.from+" WHERE 1=0")
 	if err != nil {
-		return nil, fmt.Errorf("source.query: %w", err)
+		return nil, fmt.Errorf("%s: %w", s.cfg.key("query"), err)
 	}
 	defer rows.Close()
 	cols, err := rows.ColumnTypes()
 	if err != nil {
-		return nil, fmt.Errorf("source.query: %w", err)
+		return nil, fmt.Errorf("%s: %w", s.cfg.key("query"), err)
 	}
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.Name()
 	}
 	for _, want := range []struct{ field, name string }{
-		{"source.cursor.column", s.cfg.Cursor},
-		{"source.cursor.tiebreaker", s.cfg.Tiebreaker},
+		{s.cfg.key("cursor.column"), s.cfg.Cursor},
+		{s.cfg.key("cursor.tiebreaker"), s.cfg.Tiebreaker},
 	} {
 		if indexOf(names, want.name) < 0 {
-			return nil, &ColumnError{Key: want.field, Column: want.name, Columns: names}
+			return nil, &ColumnError{Key: want.field, Column: want.name, Columns: names, Query: s.cfg.key("query")}
 		}
 	}
 	return cols, rows.Close()

@@ -56,13 +56,13 @@ func (sqliteDialect) cursorKind(ctx context.Context, s *Source, declType string)
 	case errors.Is(err, sql.ErrNoRows):
 		return KindText, nil
 	case err != nil:
-		return KindNone, fmt.Errorf("source.cursor.column: %w", err)
+		return KindNone, fmt.Errorf("%s: %w", s.cfg.key("cursor.column"), err)
 	case typ == "integer":
 		return KindInt, nil
 	case typ == "text":
 		return KindText, nil
 	default:
-		return KindNone, fmt.Errorf("source.cursor.column: %q holds %s values; want integers or 'YYYY-MM-DD HH:MM:SS.SSS' text", s.cfg.Cursor, typ)
+		return KindNone, fmt.Errorf("%s: %q holds %s values; want integers or 'YYYY-MM-DD HH:MM:SS.SSS' text", s.cfg.key("cursor.column"), s.cfg.Cursor, typ)
 	}
 }
 
