@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -291,6 +292,9 @@ log:
 // `perf record -g` writing there (the RSS and CPU figures are then perf's).
 const perfEnv = "COMETSYNC_BENCH_PERF"
 
+// perfSeq numbers the profiles of a run.
+var perfSeq atomic.Int64
+
 // run is one `cometsync once` process and what it cost.
 type run struct {
 	wall     time.Duration // of the cometsync process, start to exit
@@ -332,7 +336,9 @@ func (w *world) onceWith(tb testing.TB, read, sent int, flags ...string) run {
 	name, args := bin, append([]string{"once", "--config", w.config}, flags...)
 	if dir := os.Getenv(perfEnv); dir != "" {
 		// Profiling: the figures below are perf's, not cometsync's.
-		out := filepath.Join(dir, strings.ReplaceAll(tb.Name(), "/", "_")+".perf.data")
+		// Numbered: a benchmark may run several processes (a seed, the
+		// timed one, a restore), each its own profile.
+		out := filepath.Join(dir, fmt.Sprintf("%s.%d.perf.data", strings.ReplaceAll(tb.Name(), "/", "_"), perfSeq.Add(1)))
 		name, args = "perf", append([]string{"record", "-F", "499", "-g", "-o", out, "--", bin}, args...)
 	}
 	cmd, figures, err := spawned(w.dir, name, args...)
