@@ -146,18 +146,11 @@ func BenchmarkRescan1M(b *testing.B) {
 func renameAndRun(b *testing.B, w *world, rng *rand.Rand, prefix, updatedAt string, read int, flags ...string) run {
 	b.Helper()
 	b.StopTimer()
-	ids := make([]string, 0, changed)
-	picked := map[int]bool{}
-	for len(ids) < changed {
-		id := 1 + rng.IntN(rows1M)
-		if !picked[id] {
-			picked[id] = true
-			ids = append(ids, fmt.Sprint(id))
-		}
-	}
+	ids := pick(rng, rows1M)
+	first, _, _ := strings.Cut(ids, ",")
 	tag := fmt.Sprint(time.Now().UnixNano())
 	if _, err := w.table.root.Exec(`UPDATE chat_groups SET title = CONCAT(`+w.table.ph(1)+`, ' ', id, ' ', `+w.table.ph(2)+`), updated_at = `+updatedAt+`
-		WHERE id IN (`+strings.Join(ids, ",")+`)`, prefix, tag); err != nil {
+		WHERE id IN (`+ids+`)`, prefix, tag); err != nil {
 		b.Fatal(err)
 	}
 	before := w.emu.Stats().Updates
@@ -167,10 +160,24 @@ func renameAndRun(b *testing.B, w *world, rng *rand.Rand, prefix, updatedAt stri
 	if got := w.emu.Stats().Updates - before; got != changed {
 		b.Fatalf("the emulator took %d updates, want %d", got, changed)
 	}
-	if g, _ := w.emu.Group("grp-" + ids[0]); g.Name != prefix+" "+ids[0]+" "+tag {
-		b.Fatalf("group grp-%s is named %q after the pass", ids[0], g.Name)
+	if g, _ := w.emu.Group("grp-" + first); g.Name != prefix+" "+first+" "+tag {
+		b.Fatalf("group grp-%s is named %q after the pass", first, g.Name)
 	}
 	return r
+}
+
+// pick is `changed` distinct random ids of 1..n, comma-separated.
+func pick(rng *rand.Rand, n int) string {
+	ids := make([]string, 0, changed)
+	picked := map[int]bool{}
+	for len(ids) < changed {
+		id := 1 + rng.IntN(n)
+		if !picked[id] {
+			picked[id] = true
+			ids = append(ids, fmt.Sprint(id))
+		}
+	}
+	return strings.Join(ids, ",")
 }
 
 // BenchmarkBareRead reads the whole table with source.Source.ReadPage in

@@ -9,7 +9,12 @@
 // (users joined as owners, an (updated_at, id) index), and run
 // `cometsync once` as a child process against a SELECT-only user and an
 // emulator served by the benchmark process, so that the figures include
-// process start-up. The child is started through a small go-between (the
+// process start-up. The graph benchmarks (graph_test.go) fill a database of
+// their own with users, groups and memberships and run the users and members
+// streams alone, members via rest against an emulator that enforces the
+// other-calls limit, and the three streams together; the reconcile
+// benchmarks (reconcile_test.go) time `once --reconcile` after rows vanished.
+// The child is started through a small go-between (the
 // test binary itself, see spawnEnv in spawn_test.go): started straight from
 // the benchmark process, the child's ru_maxrss would report the benchmark
 // process's own peak RSS, emulator included.
@@ -20,7 +25,8 @@
 //
 // A plain `go test ./...` only runs the quick tests of the harness here.
 // With COMETSYNC_BENCH_PERF=DIR, every child runs under `perf record -g`
-// writing DIR/<benchmark>.perf.data; BenchmarkPassInProcess100k wires a pass
-// in the test process for `go test -cpuprofile`. docs/PERFORMANCE.md records
+// writing DIR/<benchmark>.<n>.perf.data (n numbers the run's processes);
+// BenchmarkPassInProcess100k wires a pass in the test process for
+// `go test -cpuprofile`. docs/PERFORMANCE.md records
 // the figures and what dominates them.
 package benchmark

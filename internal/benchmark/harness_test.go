@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -45,9 +46,11 @@ const (
 	fillChunk   = 100_000
 )
 
-// table is a database holding a filled chat_groups table.
+// table is a database holding a filled chat_groups table and, once graphOf
+// filled them, app_users and memberships of as many rows.
 type table struct {
 	rows   int
+	graph  bool // app_users and memberships are filled too
 	root   *sql.DB
 	reader string // the SELECT-only user's DSN, without parameters
 	// driver is source.driver: "mysql" (MariaDB) or "postgres"; params
@@ -65,7 +68,7 @@ func (t *table) ph(n int) string {
 
 var (
 	sharedMu sync.Mutex
-	tables   = map[int]*table{}
+	tables   = map[string]*table{}
 	closers  []func()
 )
 
@@ -83,13 +86,20 @@ func closeShared() {
 // first use; later benchmarks of the run reuse it.
 func tableOf(tb testing.TB, n int) *table {
 	tb.Helper()
+	return databaseOf(tb, fmt.Sprintf("groups_%d", n), n)
+}
+
+// databaseOf returns the database name with chat_groups of n rows, creating
+// and filling it on first use.
+func databaseOf(tb testing.TB, name string, n int) *table {
+	tb.Helper()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if t, ok := tables[n]; ok {
+	if t, ok := tables[name]; ok {
 		return t
 	}
 	start := time.Now()
-	rootDSN := srv.CreateDatabase(tb, fmt.Sprintf("groups_%d", n))
+	rootDSN := srv.CreateDatabase(tb, name)
 	root, err := sql.Open("mysql", rootDSN)
 	if err != nil {
 		tb.Fatal(err)
@@ -99,8 +109,8 @@ func tableOf(tb testing.TB, n int) *table {
 	root.SetMaxOpenConns(1)
 	fill(tb, root, n)
 	t := &table{rows: n, root: root, reader: srv.CreateReader(tb, rootDSN), driver: source.DriverMySQL, params: dsnParams}
-	tables[n] = t
-	tb.Logf("filled chat_groups with %d rows in %s", n, time.Since(start).Round(time.Millisecond))
+	tables[name] = t
+	tb.Logf("filled %s.chat_groups with %d rows in %s", name, n, time.Since(start).Round(time.Millisecond))
 	return t
 }
 
@@ -186,11 +196,46 @@ type world struct {
 	state  string
 }
 
-// newWorld makes an empty app and state in dir for t, closed when the
-// benchmark ends (or, with shared, when the run ends).
+// stream is one stream section of a world's config.
+type stream struct {
+	name  string // users, groups or members
+	query string
+	via   string // members only: import or rest; empty: the default (import)
+}
+
+var (
+	usersStream   = stream{name: "users", query: mariadbtest.UsersQuery}
+	groupsStream  = stream{name: "groups", query: mariadbtest.GroupsQuery}
+	membersStream = stream{name: "members", query: mariadbtest.MembersQuery}
+)
+
+// worldOpts says what a world's config holds beyond the fixed knobs.
+type worldOpts struct {
+	streams []stream
+	// otherPerMinute, when set, is rate_limits.other_per_minute and the
+	// emulator's enforced limit of the same calls; otherwise neither
+	// limits anything.
+	otherPerMinute int
+}
+
+// newWorld makes an empty app and state in dir for t's groups stream,
+// closed when the benchmark ends (or, with shared, when the run ends).
 func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
 	tb.Helper()
-	w := &world{table: t, dir: dir, emu: cometchattest.New(cometchattest.Config{APIKey: apiKey})}
+	return newWorldOf(tb, t, dir, shared, worldOpts{streams: []stream{groupsStream}})
+}
+
+// newWorldOf is newWorld for the streams and limits of opts; the config is
+// in the streams form, one section a stream.
+func newWorldOf(tb testing.TB, t *table, dir string, shared bool, opts worldOpts) *world {
+	tb.Helper()
+	other := 100_000_000
+	emuCfg := cometchattest.Config{APIKey: apiKey}
+	if opts.otherPerMinute > 0 {
+		other = opts.otherPerMinute
+		emuCfg.OtherPerMinute = float64(other)
+	}
+	w := &world{table: t, dir: dir, emu: cometchattest.New(emuCfg)}
 	w.http = httptest.NewServer(w.emu)
 	if shared {
 		sharedMu.Lock()
@@ -201,18 +246,26 @@ func newWorld(tb testing.TB, t *table, dir string, shared bool) *world {
 	}
 	w.state = filepath.Join(dir, "state.db")
 	w.config = filepath.Join(dir, "cometsync.yaml")
-	indented := "    " + strings.ReplaceAll(mariadbtest.GroupsQuery, "\n", "\n    ")
-	yaml := fmt.Sprintf(`source:
-  driver: %s
-  dsn: %q
+	var sections strings.Builder
+	for _, st := range opts.streams {
+		indented := "    " + strings.ReplaceAll(st.query, "\n", "\n    ")
+		fmt.Fprintf(&sections, `%s:
   query: |
 %s
   cursor:
     column: updated_at
     tiebreaker: id
     lag: 0s
+`, st.name, indented)
+		if st.via != "" {
+			fmt.Fprintf(&sections, "  via: %s\n", st.via)
+		}
+	}
+	yaml := fmt.Sprintf(`source:
+  driver: %s
+  dsn: %q
   page_size: %d
-cometchat:
+%scometchat:
   app_id: benchapp
   region: eu
   api_key: %q
@@ -222,13 +275,13 @@ cometchat:
   timeout: 30s
   rate_limits:
     import_per_minute: 100000000
-    other_per_minute: 100000000
+    other_per_minute: %d
 state:
   path: %q
 log:
   level: warn
   format: json
-`, t.driver, t.reader+t.params, indented, pageSize, apiKey, w.http.URL, batchSize, concurrency, w.state)
+`, t.driver, t.reader+t.params, pageSize, sections.String(), apiKey, w.http.URL, batchSize, concurrency, other, w.state)
 	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -238,6 +291,9 @@ log:
 // perfEnv names a directory: when set, every `cometsync once` runs under
 // `perf record -g` writing there (the RSS and CPU figures are then perf's).
 const perfEnv = "COMETSYNC_BENCH_PERF"
+
+// perfSeq numbers the profiles of a run.
+var perfSeq atomic.Int64
 
 // run is one `cometsync once` process and what it cost.
 type run struct {
@@ -259,6 +315,7 @@ type lastPass struct {
 	Updated  int           `json:"updated"`
 	Invalid  int           `json:"invalid"`
 	Rejected int           `json:"rejected"`
+	Deleted  int           `json:"deleted"`
 	Duration time.Duration `json:"duration_ns"`
 	OK       bool          `json:"ok"`
 	Error    string        `json:"error"`
@@ -279,7 +336,9 @@ func (w *world) onceWith(tb testing.TB, read, sent int, flags ...string) run {
 	name, args := bin, append([]string{"once", "--config", w.config}, flags...)
 	if dir := os.Getenv(perfEnv); dir != "" {
 		// Profiling: the figures below are perf's, not cometsync's.
-		out := filepath.Join(dir, strings.ReplaceAll(tb.Name(), "/", "_")+".perf.data")
+		// Numbered: a benchmark may run several processes (a seed, the
+		// timed one, a restore), each its own profile.
+		out := filepath.Join(dir, fmt.Sprintf("%s.%d.perf.data", strings.ReplaceAll(tb.Name(), "/", "_"), perfSeq.Add(1)))
 		name, args = "perf", append([]string{"record", "-F", "499", "-g", "-o", out, "--", bin}, args...)
 	}
 	cmd, figures, err := spawned(w.dir, name, args...)

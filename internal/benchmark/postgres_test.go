@@ -45,7 +45,7 @@ func pgTableOf(tb testing.TB, n int) *table {
 	tb.Helper()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if t, ok := tables[-n]; ok {
+	if t, ok := tables[fmt.Sprint("pg_groups_", n)]; ok {
 		return t
 	}
 	pgOnce.Do(func() {
@@ -65,7 +65,7 @@ func pgTableOf(tb testing.TB, n int) *table {
 	closers = append(closers, func() { root.Close() })
 	pgFill(tb, root, n)
 	t := &table{rows: n, root: root, reader: pgSrv.CreateReader(tb, rootDSN), driver: source.DriverPostgres}
-	tables[-n] = t
+	tables[fmt.Sprint("pg_groups_", n)] = t
 	tb.Logf("filled chat_groups on PostgreSQL with %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 	return t
 }
