@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -113,3 +114,20 @@ func (s *dryStore) SetSyncedUntil(context.Context, json.RawMessage) error { retu
 func (s *dryStore) BeginBulkLoad(context.Context) (bool, error)           { return false, nil }
 func (s *dryStore) EndBulkLoad(context.Context) error                     { return nil }
 func (s *dryStore) SetHeldDeletes(context.Context, bool) error            { return nil }
+
+// Keys and KeptKeys let a dry run reconcile: they read the real state.
+func (s *dryStore) Keys(ctx context.Context, fn func(key string) error) error {
+	ks, ok := s.Store.(keyStore)
+	if !ok {
+		return errors.New("this state cannot list its keys for a reconcile")
+	}
+	return ks.Keys(ctx, fn)
+}
+
+func (s *dryStore) KeptKeys(ctx context.Context) (map[string]bool, error) {
+	ks, ok := s.Store.(keyStore)
+	if !ok {
+		return nil, errors.New("this state cannot list its keys for a reconcile")
+	}
+	return ks.KeptKeys(ctx)
+}

@@ -19,9 +19,11 @@ type keyLister interface {
 }
 
 // keyStore is what a Store offers for a reconcile: every key it holds as
-// delivered, in byte order (state.Stream.Keys).
+// delivered, in byte order (state.Stream.Keys), and those kept
+// deactivated.
 type keyStore interface {
-	Keys(ctx context.Context, fn func(key, rowKey string, kept bool) error) error
+	Keys(ctx context.Context, fn func(key string) error) error
+	KeptKeys(ctx context.Context) (map[string]bool, error)
 }
 
 // ErrEmptySource is a reconcile whose query returned no row at all: far
@@ -97,23 +99,31 @@ func (s *Syncer) Reconcile(ctx context.Context, opts Options) (rep Report, err e
 			}
 		})
 	}()
+	kept, err := ks.KeptKeys(ctx)
+	if err != nil {
+		stopList()
+		for range srcKeys {
+		}
+		<-listed
+		return fail(StageState, err)
+	}
 	var cur srcKey
 	have := false
 	next := func() {
 		cur, have = <-srcKeys
 	}
 	next()
-	stateErr := ks.Keys(ctx, func(key, rowKey string, kept bool) error {
+	stateErr := ks.Keys(ctx, func(key string) error {
 		for have && cur.key < key {
 			next()
 		}
 		if have && cur.key == key {
 			return nil
 		}
-		if kept {
+		if kept[key] {
 			return nil // deactivated already
 		}
-		p.addDelete(deleteItem{key: key, rowKey: rowKey})
+		p.addDelete(deleteItem{key: key})
 		return nil
 	})
 	stopList()
@@ -125,6 +135,9 @@ func (s *Syncer) Reconcile(ctx context.Context, opts Options) (rep Report, err e
 	}
 	if listErr != nil && !errors.Is(listErr, context.Canceled) {
 		return fail(StageSource, listErr)
+	}
+	if err := p.ownersOfDeletes(ctx); err != nil {
+		return fail(StageState, err)
 	}
 	if rows == 0 {
 		if p.deleteN > 0 {
@@ -140,6 +153,27 @@ func (s *Syncer) Reconcile(ctx context.Context, opts Options) (rep Report, err e
 		return fail(StageState, err)
 	}
 	return rep, nil
+}
+
+// ownersOfDeletes fills in the row that delivered each delete kept in
+// memory (at most what the brake lets through), once the merge is done:
+// a deactivated user remembers its row, to be reactivated if it returns.
+func (p *pass) ownersOfDeletes(ctx context.Context) error {
+	if len(p.deletes) == 0 {
+		return nil
+	}
+	keys := make([]string, len(p.deletes))
+	for i, d := range p.deletes {
+		keys[i] = d.key
+	}
+	known, err := p.s.store.Known(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i := range p.deletes {
+		p.deletes[i].rowKey = known[p.deletes[i].key].RowKey
+	}
+	return nil
 }
 
 // finishReconcile makes a reconcile's deletes under the brake. The rows
