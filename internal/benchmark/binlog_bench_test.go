@@ -96,7 +96,8 @@ var blRoles = [...]string{"moderator", "admin", "participant"}
 // p99 < 1 s; at 1,000 a second a lag that does not grow.
 //
 // COMETSYNC_BENCH_BINLOG_SECONDS changes how long each rate runs (default
-// 30 s at 100/s, 60 s at 1,000/s).
+// 30 s at 100/s, 60 s at 1,000/s), COMETSYNC_BENCH_BINLOG_CONCURRENCY
+// cometchat.concurrency (default 4, as shipped).
 func BenchmarkBinlogLatency(b *testing.B) {
 	srv, err := mariadbtest.StartMain(mariadbtest.WithBinlog())
 	if err != nil {
@@ -159,13 +160,23 @@ func newBLWorld(b *testing.B, srv *mariadbtest.Server, serverID int) *blWorld {
 	exec(fmt.Sprintf("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%%'", dsn.User))
 
 	w := &blWorld{root: root, emu: cometchattest.New(cometchattest.Config{APIKey: apiKey}), tracker: newAckTracker()}
-	h := httptest.NewServer(w.tracker.wrap(w.emu))
+	h := httptest.NewUnstartedServer(w.tracker.wrap(w.emu))
+	h.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateNew {
+			w.tracker.conns.Add(1)
+		}
+	}
+	h.Start()
 	b.Cleanup(h.Close)
 	port, err := freeLocalPort()
 	if err != nil {
 		b.Fatal(err)
 	}
 	w.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	conc := concurrency
+	if v, err := strconv.Atoi(os.Getenv("COMETSYNC_BENCH_BINLOG_CONCURRENCY")); err == nil && v > 0 {
+		conc = v
+	}
 	dir := b.TempDir()
 	w.config = filepath.Join(dir, "cometsync.yaml")
 	yaml := fmt.Sprintf(`source:
@@ -193,7 +204,7 @@ http:
 log:
   level: warn
   format: json
-%s`, reader+dsnParams, pageSize, serverID, apiKey, h.URL, batchSize, concurrency, filepath.Join(dir, "state.db"), port, blStreams)
+%s`, reader+dsnParams, pageSize, serverID, apiKey, h.URL, batchSize, conc, filepath.Join(dir, "state.db"), port, blStreams)
 	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -216,7 +227,13 @@ func benchBinlog(b *testing.B, srv *mariadbtest.Server, rate int, dur time.Durat
 	w := newBLWorld(b, srv, 100+int(blServerIDs.Add(1)))
 	bin := binary(b)
 
-	cmd := exec.Command(bin, "run", "--config", w.config)
+	name, args := bin, []string{"run", "--config", w.config}
+	if dir := os.Getenv(perfEnv); dir != "" {
+		// Profiling: the CPU figures below include perf's.
+		out := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".perf.data")
+		name, args = "perf", append([]string{"record", "-F", "499", "-g", "-o", out, "--", bin}, args...)
+	}
+	cmd := exec.Command(name, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -257,6 +274,8 @@ func benchBinlog(b *testing.B, srv *mariadbtest.Server, rate int, dur time.Durat
 	time.Sleep(2 * time.Second) // the feed records its position, then streams
 	w.emu.SetFaults(cometchattest.Faults{Latency: blLatency})
 	w.emu.ResetStats()
+	w.tracker.flight.reset()
+	conns0 := w.tracker.conns.Load()
 
 	// The measured stretch: CPU of every party, the lag gauge sampled.
 	db := binlogMariadbPID(srv.Port())
@@ -281,6 +300,8 @@ func benchBinlog(b *testing.B, srv *mariadbtest.Server, rate int, dur time.Durat
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.StopTimer()
+	inFlight, idle, gaps, meanGap, maxGap := w.tracker.flight.figures()
+	conns := w.tracker.conns.Load() - conns0
 	close(scrapeStop)
 	<-scraped
 	child, dbCPU, self, busy := procCPU(cmd.Process.Pid)-child0, procCPU(db)-db0, selfCPU()-self0, machineBusy()-busy0
@@ -303,6 +324,12 @@ func benchBinlog(b *testing.B, srv *mariadbtest.Server, rate int, dur time.Durat
 	reportBinlog(b, lat, wrote, total)
 	b.ReportMetric(float64(unacked), "unacked")
 	b.ReportMetric(gauge.max, "gauge_max_lag_s")
+	b.ReportMetric(inFlight, "mean_in_flight")
+	b.ReportMetric(idle*100, "api_idle_%")
+	b.ReportMetric(float64(conns), "new_conns")
+	b.ReportMetric(float64(gaps), "api_idle_gaps")
+	b.ReportMetric(float64(meanGap)/float64(time.Millisecond), "api_idle_gap_mean_ms")
+	b.ReportMetric(float64(maxGap)/float64(time.Millisecond), "api_idle_gap_max_ms")
 	b.ReportMetric(child.Seconds(), "cometsync_cpu_s")
 	b.ReportMetric(self.Seconds(), "emulator_cpu_s")
 	b.ReportMetric(dbCPU.Seconds(), "mariadb_cpu_s")
@@ -365,6 +392,8 @@ func (w *blWorld) writeChanges(rate, total int) error {
 // ackTracker matches CometChat's acknowledgments to the committed changes.
 type ackTracker struct {
 	mu      sync.Mutex
+	flight  flight
+	conns   atomic.Int64 // connections CometChat accepted
 	changes []*blChange
 	pending map[string][]*blChange // by key, oldest first
 }
@@ -445,6 +474,8 @@ func (t *ackTracker) latencies() ([]time.Duration, int) {
 // wrap timestamps the end of every successful update request.
 func (t *ackTracker) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.flight.enter()
+		defer t.flight.leave()
 		parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/v3"), "/"), "/")
 		var key, field string
 		switch {
@@ -471,6 +502,63 @@ func (t *ackTracker) wrap(next http.Handler) http.Handler {
 			t.acked(key, v, at)
 		}
 	})
+}
+
+// flight integrates the requests in flight over time: how busy the
+// feed keeps CometChat, and how long it leaves it with nothing to do.
+type flight struct {
+	mu       sync.Mutex
+	n        int
+	since    time.Time     // of the last change of n
+	integral time.Duration // of n over time: requests × time
+	idle     time.Duration // with nothing in flight
+	gaps     int           // stretches of idle over a millisecond
+	gapTotal time.Duration // their time
+	maxGap   time.Duration
+	start    time.Time
+}
+
+func (f *flight) step(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	if !f.start.IsZero() {
+		el := now.Sub(f.since)
+		f.integral += time.Duration(f.n) * el
+		if f.n == 0 {
+			f.idle += el
+			if el > time.Millisecond && d > 0 {
+				f.gaps++
+				f.gapTotal += el
+				f.maxGap = max(f.maxGap, el)
+			}
+		}
+	}
+	f.n += d
+	f.since = now
+}
+
+func (f *flight) enter() { f.step(1) }
+func (f *flight) leave() { f.step(-1) }
+
+// reset starts the integration now.
+func (f *flight) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.start, f.since, f.integral, f.idle, f.gaps, f.gapTotal, f.maxGap = time.Now(), time.Now(), 0, 0, 0, 0, 0
+}
+
+// figures are the mean requests in flight, the idle share, and the idle
+// stretches since reset.
+func (f *flight) figures() (mean, idle float64, gaps int, meanGap, maxGap time.Duration) {
+	f.step(0)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	el := time.Since(f.start)
+	if f.gaps > 0 {
+		meanGap = f.gapTotal / time.Duration(f.gaps)
+	}
+	return float64(f.integral) / float64(el), float64(f.idle) / float64(el), f.gaps, meanGap, f.maxGap
 }
 
 type statusWriter struct {
