@@ -108,7 +108,11 @@ func New(cfg Config, log *zap.Logger) *Client {
 		log = zap.NewNop()
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
+	// Up to 8 requests a batch are in flight (the syncer sends a batch's
+	// updates 8 at a time): a smaller idle pool closes the connections of
+	// a burst of updates and opens new ones (a TLS handshake each) for the
+	// next, a tenth of the requests of a steady stream.
+	tr.MaxIdleConnsPerHost = cfg.Concurrency * 8
 	return &Client{
 		cfg:        cfg,
 		http:       &http.Client{Transport: tr},
