@@ -830,3 +830,31 @@ func TestAPassDeletesMembersThenGroupsThenUsers(t *testing.T) {
 		t.Errorf("deletes went %v, want members, then groups, then users: %v", order, want)
 	}
 }
+
+func TestReconcileDryRunListsTheDeletesAndSendsNothing(t *testing.T) {
+	e := newDeletesEnv(t, "")
+	seedGraph(e)
+	e.exec(`DELETE FROM memberships WHERE user_uid = 'u5'`)
+	e.exec(`DELETE FROM app_users WHERE uid = 'u7'`)
+	e.emu.ResetStats()
+	r := e.once(0, "--reconcile", "--dry-run")
+	deletes := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var d struct {
+			Delete string `json:"delete"`
+		}
+		if json.Unmarshal([]byte(line), &d) == nil && d.Delete != "" {
+			deletes[d.Delete] = true
+		}
+	}
+	if !deletes["g5_member_u5"] || !deletes["u7"] || len(deletes) != 2 {
+		t.Errorf("the reconcile dry run listed deletes %v, want g5_member_u5 and u7\n%s%s", deletes, r.stdout, r.stderr)
+	}
+	if n := e.requests(); n != 0 {
+		t.Errorf("the reconcile dry run made %d write requests", n)
+	}
+	e.once(0, "--reconcile")
+	if u, _ := e.emu.User("u7"); u.DeactivatedAt == 0 {
+		t.Error("u7 was not deactivated by the reconcile after the dry run")
+	}
+}
