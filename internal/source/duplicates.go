@@ -93,8 +93,8 @@ func (s *Source) DuplicateKeys(ctx context.Context, columns []string, upper Valu
 		names[i] = fmt.Sprintf("k%d", i)
 	}
 	list := strings.Join(names, ", ")
-	q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s WHERE %s <= %s) AS cometsync_keys GROUP BY %s HAVING COUNT(*) > 1",
-		list, strings.Join(keys, ", "), s.from, s.cursor, s.ph(1), list)
+	q := fmt.Sprintf("SELECT %s%s FROM (SELECT %s FROM %s WHERE %s <= %s) AS cometsync_keys GROUP BY %s HAVING COUNT(*) > 1",
+		s.d.bigGroupBy(), list, strings.Join(keys, ", "), s.from, s.cursor, s.ph(1), list)
 	what := strings.Join(columns, ", ")
 	rows, err := s.db.QueryContext(ctx, q, upper.Arg())
 	if err != nil {
