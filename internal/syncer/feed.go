@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"errors"
 
 	"github.com/cometsync/cometsync/internal/source"
 )
@@ -25,35 +24,13 @@ func (s *Syncer) RunKeys(ctx context.Context, keys []source.Value, retry bool, o
 		}
 		return rep, &PassError{Stage: stage, Err: err}
 	}
-	errKeys, err := s.store.ErrorKeys(ctx)
-	if err != nil {
-		return fail(StageState, err)
-	}
-	wasHeld, err := s.store.HeldDeletes(ctx)
+	p, err := s.newPass(ctx, opts, &rep)
 	if err != nil {
 		return fail(StageState, err)
 	}
 	if keys == nil {
 		keys = []source.Value{}
 	}
-	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, retried: map[string]bool{}, keys: keys,
-		wasHeld: wasHeld, claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
-	p.holdSeq.Store(noHold)
-	p.retryFirst = retry
-	runErr := p.run(ctx, nil, source.Value{})
-	runErr = opts.gate.wait(ctx, runErr)
-	if runErr == nil {
-		runErr = p.finishDeletes(ctx)
-	}
-	if runErr != nil {
-		var pe *PassError
-		if errors.As(runErr, &pe) && ctx.Err() == nil {
-			return rep, pe
-		}
-		if ctx.Err() != nil {
-			return rep, ErrInterrupted
-		}
-		return fail(StageState, runErr)
-	}
-	return rep, nil
+	p.keys, p.retryFirst = keys, retry
+	return rep, p.finish(ctx, p.run(ctx, nil, source.Value{}))
 }

@@ -96,14 +96,11 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 			return fail(StageState, err)
 		}
 	}
-	errKeys, err := s.store.ErrorKeys(ctx)
+	p, err := s.newPass(ctx, opts, &rep)
 	if err != nil {
 		return fail(StageState, err)
 	}
-	wasHeld, err := s.store.HeldDeletes(ctx)
-	if err != nil {
-		return fail(StageState, err)
-	}
+	p.resync, p.until = rep.Resync, until
 
 	rep.ToGo = -1
 	if c, ok := s.src.(counter); ok && s.Progress != nil {
@@ -129,30 +126,14 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		}()
 	}
 
-	p := &pass{s: s, opts: opts, rep: &rep, errKeys: errKeys, resync: rep.Resync, retried: map[string]bool{}, until: until,
-		wasHeld: wasHeld, claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
-	p.holdSeq.Store(noHold)
 	if s.bulkDups != nil {
 		p.dupGUIDs, p.bulk, p.keepClaims = s.bulkDups, true, true
 		s.bulkDups = nil
 	}
-	runErr := p.run(ctx, after, upper)
-	// RunStreams makes the streams' deletes after every stream's upserts,
-	// in reverse order: wait for this one's turn.
-	runErr = opts.gate.wait(ctx, runErr)
-	if runErr == nil {
-		runErr = p.finishDeletes(ctx)
-	}
+	runErr := p.finish(ctx, p.run(ctx, after, upper))
 	rep.CursorLag = s.cursorLag(rep, runErr == nil, upper, until)
 	if runErr != nil {
-		var pe *PassError
-		if errors.As(runErr, &pe) && ctx.Err() == nil {
-			return rep, pe
-		}
-		if ctx.Err() != nil {
-			return rep, ErrInterrupted
-		}
-		return fail(StageState, runErr)
+		return rep, runErr
 	}
 	raw, err := json.Marshal(upper)
 	if err == nil {
@@ -182,6 +163,45 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 		return rep, &PassError{Stage: StageCursor, Err: beyond}
 	}
 	return rep, nil
+}
+
+// newPass starts a pass with what it needs of the state besides the rows:
+// the row errors, and whether the brake held the last pass's deletes.
+func (s *Syncer) newPass(ctx context.Context, opts Options, rep *Report) (*pass, error) {
+	errKeys, err := s.store.ErrorKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wasHeld, err := s.store.HeldDeletes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &pass{s: s, opts: opts, rep: rep, errKeys: errKeys, wasHeld: wasHeld, retried: map[string]bool{},
+		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+	p.holdSeq.Store(noHold)
+	return p, nil
+}
+
+// finish ends a pass whose reading and delivery ended with runErr: it waits
+// for the turn of its deletes (RunStreams makes them after every stream's
+// upserts, in reverse order), makes them, and returns nil, a *PassError or
+// ErrInterrupted.
+func (p *pass) finish(ctx context.Context, runErr error) error {
+	runErr = p.opts.gate.wait(ctx, runErr)
+	if runErr == nil {
+		runErr = p.finishDeletes(ctx)
+	}
+	if runErr == nil {
+		return nil
+	}
+	var pe *PassError
+	switch {
+	case errors.As(runErr, &pe) && ctx.Err() == nil:
+		return pe
+	case ctx.Err() != nil:
+		return ErrInterrupted
+	}
+	return &PassError{Stage: StageState, Err: runErr}
 }
 
 // aheadMargin is how far past the database clock the newest cursor may be
