@@ -8,6 +8,7 @@ import (
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/cometchat/cometchattest"
+	"github.com/cometsync/cometsync/internal/mariadbtest"
 	"github.com/cometsync/cometsync/internal/syncer"
 )
 
@@ -22,16 +23,7 @@ CREATE TABLE app_users (
 	avatar_url VARCHAR(500),
 	updated_at DATETIME(6) NOT NULL,
 	KEY idx_users_cursor (updated_at, id)
-);
-CREATE TABLE memberships (
-	id BIGINT PRIMARY KEY AUTO_INCREMENT,
-	group_id BIGINT NOT NULL,
-	user_uid VARCHAR(100) NOT NULL,
-	role VARCHAR(20),
-	joined_at DATETIME(6),
-	updated_at DATETIME(6) NOT NULL,
-	KEY idx_members_cursor (updated_at, id)
-)`
+);` + mariadbtest.MembersSchema
 
 // graphStreams is the config of the three streams over graphSchema.
 func graphStreams(via string) string {
