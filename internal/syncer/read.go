@@ -232,15 +232,7 @@ func (p *pass) vanished(ctx context.Context, rows map[string]source.Value) (*bat
 		_, hadErr := p.errKeys[k]
 		objs := owned[k]
 		for _, d := range objs {
-			if owner, ok := p.claims[d.Key]; (ok && owner != k) || p.queued[d.Key] {
-				continue // another row of this pass has it now
-			}
-			if p.queued == nil {
-				p.queued = map[string]bool{}
-			}
-			p.queued[d.Key] = true
-			b.holdsDelete = true
-			p.addDelete(deleteItem{key: d.Key, rowKey: k, keyValue: rows[k], hadErr: hadErr})
+			p.queueDelete(b, deleteItem{key: d.Key, rowKey: k, keyValue: rows[k], hadErr: hadErr})
 		}
 		if len(objs) == 0 && hadErr {
 			b.changes.Cleared = append(b.changes.Cleared, k)
@@ -326,16 +318,24 @@ func (p *pass) findOldKeys(ctx context.Context, rows []mappedRow, known map[stri
 // in this pass is that row's now, and stays.
 func (p *pass) deleteOldKeys(b *batch, m *mappedRow) {
 	for _, k := range m.old {
-		if owner, ok := p.claims[k]; (ok && owner != m.key) || p.queued[k] {
-			continue
-		}
-		if p.queued == nil {
-			p.queued = map[string]bool{}
-		}
-		p.queued[k] = true
-		b.holdsDelete = true
-		p.addDelete(deleteItem{key: k, rowKey: m.key, keyValue: m.keyValue, oldKey: true})
+		p.queueDelete(b, deleteItem{key: k, rowKey: m.key, keyValue: m.keyValue, oldKey: true})
 	}
+}
+
+// queueDelete records, for the end of the pass, the delete of an object the
+// state holds as delivered by row d.rowKey, which no longer maps to it; b
+// is the batch that asked. A key another row claimed in this pass is that
+// row's now and stays; a key already queued is not queued twice.
+func (p *pass) queueDelete(b *batch, d deleteItem) {
+	if owner, ok := p.claims[d.key]; (ok && owner != d.rowKey) || p.queued[d.key] {
+		return
+	}
+	if p.queued == nil {
+		p.queued = map[string]bool{}
+	}
+	p.queued[d.key] = true
+	b.holdsDelete = true
+	p.addDelete(d)
 }
 
 // classify decides what happens to one row: invalid, parked, a duplicate
