@@ -172,15 +172,7 @@ func TestDryRunListsTheDeletesAndSendsNothing(t *testing.T) {
 	e.emu.ResetStats()
 	e.exec(`UPDATE chat_groups SET archived = 1, updated_at = NOW(6) - INTERVAL 1 SECOND WHERE guid IN ('g4', 'g5')`)
 	r := e.once(0, "--dry-run")
-	deletes := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
-		var d struct {
-			Delete string `json:"delete"`
-		}
-		if json.Unmarshal([]byte(line), &d) == nil && d.Delete != "" {
-			deletes[d.Delete] = true
-		}
-	}
+	deletes := dryRunDeletes(r.stdout)
 	if !deletes["g4"] || !deletes["g5"] || len(deletes) != 2 {
 		t.Errorf("the dry run listed deletes %v, want g4 and g5\n%s", deletes, r.stdout)
 	}
@@ -838,15 +830,7 @@ func TestReconcileDryRunListsTheDeletesAndSendsNothing(t *testing.T) {
 	e.exec(`DELETE FROM app_users WHERE uid = 'u7'`)
 	e.emu.ResetStats()
 	r := e.once(0, "--reconcile", "--dry-run")
-	deletes := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
-		var d struct {
-			Delete string `json:"delete"`
-		}
-		if json.Unmarshal([]byte(line), &d) == nil && d.Delete != "" {
-			deletes[d.Delete] = true
-		}
-	}
+	deletes := dryRunDeletes(r.stdout)
 	if !deletes["g5_member_u5"] || !deletes["u7"] || len(deletes) != 2 {
 		t.Errorf("the reconcile dry run listed deletes %v, want g5_member_u5 and u7\n%s%s", deletes, r.stdout, r.stderr)
 	}
@@ -857,4 +841,18 @@ func TestReconcileDryRunListsTheDeletesAndSendsNothing(t *testing.T) {
 	if u, _ := e.emu.User("u7"); u.DeactivatedAt == 0 {
 		t.Error("u7 was not deactivated by the reconcile after the dry run")
 	}
+}
+
+// dryRunDeletes are the keys of the {"delete": key} lines a dry run printed.
+func dryRunDeletes(stdout string) map[string]bool {
+	deletes := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var d struct {
+			Delete string `json:"delete"`
+		}
+		if json.Unmarshal([]byte(line), &d) == nil && d.Delete != "" {
+			deletes[d.Delete] = true
+		}
+	}
+	return deletes
 }
