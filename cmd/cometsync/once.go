@@ -39,7 +39,11 @@ group: for a new or emptied CometChat app, or one changed outside cometsync.
 Either one, if interrupted, is carried on by the next pass.
 
 The configured streams run in order: users, then groups, then members (a
-member needs its user and its group), each with its own checkpoint.
+member needs its user and its group), each with its own checkpoint; their
+deletes come after, members first.
+
+With source.mode: binlog, once runs the backfill if one is due, then reads the
+binary log up to the server's position when the backfill ends, and exits.
 --stream runs only the streams named; --resync and --rescan apply to them.
 
 A row whose query selects a true 'deleted' column deletes what it delivered.

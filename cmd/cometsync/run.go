@@ -51,7 +51,11 @@ the running pass gracefully (no new batch; requests in flight get
 shutdown_timeout to finish) and exits 0.
 
 http.listen serves /healthz (alive), /readyz (200 once a pass succeeded within
-the last 3 schedule intervals, else 503 with the reason) and /metrics.`,
+the last 3 schedule intervals, else 503 with the reason) and /metrics.
+
+With source.mode: binlog there is no schedule: run backfills if one is due, then
+follows the binary log until SIGTERM, reconnecting when the connection drops;
+/readyz is 200 while it streams.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, ctx, stop, err := prepare(cmd, path)
