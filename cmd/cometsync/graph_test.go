@@ -234,3 +234,41 @@ func TestErrorsOfAStreamNameItsKeys(t *testing.T) {
 		t.Errorf("the error does not name the members stream's keys (%s):\n%s", want, r.stderr)
 	}
 }
+
+// The first backfill bulk loads the state, so the keys two rows share come
+// from a list of every key read beforehand (syncer.findSharedKeys): a user
+// and a membership held by two rows each (compared trimmed and lowercased,
+// the membership's key of two columns, one from a JOIN) are sent once, from
+// the row read first, and the other row is a DUPLICATE_KEY row error.
+func TestRowsSharingAUserOrMembershipKeyAreNeverMergedInTheFirstBackfill(t *testing.T) {
+	e := newGraphEnv(t, "import")
+	e.exec(`INSERT INTO app_users (id, uid, display_name, updated_at) VALUES
+		(1, 'alice', 'Alice First', NOW(6) - INTERVAL 4 HOUR),
+		(2, 'bob', 'Bob B', NOW(6) - INTERVAL 4 HOUR),
+		(3, ' ALICE ', 'Alice Second', NOW(6) - INTERVAL 3 HOUR)`)
+	e.exec(`INSERT INTO chat_groups (id, guid, title, kind, updated_at) VALUES
+		(1, 'eng', 'Engineering', 'public', NOW(6) - INTERVAL 2 HOUR),
+		(2, 'ops', 'Operations', 'public', NOW(6) - INTERVAL 2 HOUR)`)
+	e.exec(`INSERT INTO memberships (id, group_id, user_uid, role, updated_at) VALUES
+		(1, 1, 'bob', 'admin', NOW(6) - INTERVAL 90 MINUTE),
+		(2, 2, 'bob', 'participant', NOW(6) - INTERVAL 90 MINUTE),
+		(3, 1, 'Bob', 'moderator', NOW(6) - INTERVAL 1 HOUR)`)
+	e.once(0)
+	if u, _ := e.emu.User("alice"); u.Name != "Alice First" {
+		t.Errorf("alice in CometChat is named %q, want the first row's name only", u.Name)
+	}
+	if m, _ := e.emu.Member("eng", "bob"); m.Scope != "admin" {
+		t.Errorf("bob's scope in eng = %q, want the first row's admin only", m.Scope)
+	}
+	if _, ok := e.emu.Member("ops", "bob"); !ok {
+		t.Error("bob's membership of ops, a key no other row holds, did not arrive")
+	}
+	got := map[string]string{}
+	for _, re := range e.rowErrors() {
+		got[re.Stream+" "+re.GUID] = re.Code
+	}
+	want := map[string]string{"users alice": syncer.CodeDuplicateKey, "members eng_member_bob": syncer.CodeDuplicateKey}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("row errors = %v, want %v", got, want)
+	}
+}

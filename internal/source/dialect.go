@@ -43,9 +43,6 @@ type dialect interface {
 	upperBound(dbType string, lag time.Duration) (string, []any)
 	// asText is a SQL expression of col as text, for LOWER and TRIM.
 	asText(col string) string
-	// bigGroupBy is the hint, after SELECT, of a GROUP BY over a whole
-	// table with about as many groups as rows (DuplicateKeys), or "".
-	bigGroupBy() string
 	// byteOrder is a SQL expression that sorts the text of the parts,
 	// concatenated, in byte order (as Go compares strings).
 	byteOrder(parts []string) string

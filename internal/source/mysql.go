@@ -101,11 +101,6 @@ func (*mysqlDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 
 func (*mysqlDialect) asText(col string) string { return col }
 
-// bigGroupBy asks MariaDB and MySQL to group by sorting: with a group a
-// row, the default (a temporary table keyed by the group, which outgrows
-// tmp_table_size and goes to disk) took 30 s over a million users.
-func (*mysqlDialect) bigGroupBy() string { return "SQL_BIG_RESULT " }
-
 func (*mysqlDialect) byteOrder(parts []string) string {
 	return "CAST(CONCAT(" + strings.Join(parts, ", ") + ") AS BINARY)"
 }

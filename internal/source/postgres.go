@@ -168,7 +168,6 @@ func (*postgresDialect) upperBound(dbType string, lag time.Duration) (string, []
 }
 
 func (*postgresDialect) asText(col string) string { return "CAST(" + col + " AS text)" }
-func (*postgresDialect) bigGroupBy() string       { return "" }
 
 func (*postgresDialect) byteOrder(parts []string) string {
 	return "(" + strings.Join(parts, " || ") + `) COLLATE "C"`

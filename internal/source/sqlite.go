@@ -77,7 +77,6 @@ func (sqliteDialect) upperBound(_ string, lag time.Duration) (string, []any) {
 }
 
 func (sqliteDialect) asText(col string) string { return col }
-func (sqliteDialect) bigGroupBy() string       { return "" }
 
 func (sqliteDialect) byteOrder(parts []string) string { return strings.Join(parts, " || ") }
 

@@ -86,14 +86,14 @@ type pass struct {
 	// collector drops them once the state has them), or, when keepClaims
 	// is set (a dry run, or a bulk load during which the state knows no
 	// guid), every guid claimed this pass. A bulk load claims only the
-	// guids in dupGUIDs, which the source said more than one row maps to:
+	// guids in dupGUIDs, which findSharedKeys says more than one row may map to:
 	// no other guid can be claimed twice. claimMu makes a page's lookup in
 	// the state and in claims one step against the collector's writes.
 	claimMu    sync.Mutex
 	claims     map[string]string
 	keepClaims bool
 	bulk       bool
-	dupGUIDs   map[string]bool
+	dupGUIDs   *sharedKeys
 
 	// The deletes of the pass, made once the upserts are done (see
 	// deletes.go): the first ones, and how many there are. holdSeq is the

@@ -414,7 +414,7 @@ func (p *pass) owner(guid string, d state.Delivered) string {
 // claim records that the row with key owns guid from now on in this pass.
 // During a bulk load only the guids the source has more than once need it.
 func (p *pass) claim(b *batch, guid, key string) {
-	if p.bulk && !p.dupGUIDs[guid] {
+	if p.bulk && !p.dupGUIDs.has(guid) {
 		return
 	}
 	p.claims[guid] = key

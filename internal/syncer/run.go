@@ -248,7 +248,7 @@ func (s *Syncer) checkRange(ctx context.Context, upper source.Value, rep *Report
 // it cannot tell a second row of a guid from the first. Without that
 // answer the pass keeps the state's index (slower, as correct).
 func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, error) {
-	df, ok := s.src.(dupFinder)
+	kl, ok := s.src.(boundedKeyLister)
 	if !ok {
 		return false, nil
 	}
@@ -256,14 +256,10 @@ func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, e
 	if err != nil || !bulk {
 		return false, err
 	}
-	found, err := df.DuplicateKeys(ctx, s.entity.KeyColumns(), upper)
+	dups, err := findSharedKeys(ctx, kl, s.entity.KeyColumns(), upper, s.entity.JoinKey)
 	if err != nil {
-		s.log.Warn("could not ask the source for duplicate keys; the first backfill keeps the state's index (slower)", zap.Error(err))
+		s.log.Warn("could not list the source's keys to find the ones two rows share; the first backfill keeps the state's index (slower)", zap.Error(err))
 		return false, s.store.EndBulkLoad(ctx)
-	}
-	dups := make(map[string]bool, len(found))
-	for _, parts := range found {
-		dups[s.entity.JoinKey(parts)] = true
 	}
 	s.bulkDups = dups
 	return true, nil

@@ -161,14 +161,6 @@ type counter interface {
 	Count(ctx context.Context, after *source.Position, upper source.Value) (int64, error)
 }
 
-// dupFinder is what a Source offers to find the keys that more than one of
-// its rows (up to upper) maps to, lowercased as the mapping lowercases
-// guids. A first backfill needs it: the state cannot tell who owns a guid
-// while it bulk loads.
-type dupFinder interface {
-	DuplicateKeys(ctx context.Context, columns []string, upper source.Value) ([][]string, error)
-}
-
 // Syncer runs passes. It is not safe to run two passes at once on one
 // Syncer (the daemon never does).
 type Syncer struct {
@@ -179,8 +171,9 @@ type Syncer struct {
 	cfg    Config
 	log    *zap.Logger
 	now    func() time.Time
-	// bulkDups hands the duplicate guids found by beginBulkLoad to the pass.
-	bulkDups map[string]bool
+	// bulkDups hands the keys more than one row holds, found by
+	// beginBulkLoad, to the pass.
+	bulkDups *sharedKeys
 	// Progress, when set, is called from the pass every time the figures
 	// change, at most once per ProgressEvery.
 	Progress      func(Report)
