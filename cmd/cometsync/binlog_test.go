@@ -431,6 +431,20 @@ func TestBinlogRunSurvivesSIGKILLAndAServerRestartAndLosesNothing(t *testing.T) 
 	seedBinlogGraph(e)
 	e.root.SetMaxOpenConns(1)
 	c := e.start("run", "--config", e.cfg)
+	children := []*child{c}
+	defer func() {
+		if t.Failed() {
+			select {
+			case <-c.done:
+			default:
+				_ = c.cmd.Process.Kill()
+				<-c.done
+			}
+			for i, c := range children {
+				t.Logf("cometsync run #%d, stderr:\n%s", i+1, c.errout.String())
+			}
+		}
+	}()
 	eventually(t, 30*time.Second, func() string { return binlogConverged(e) })
 
 	stop := make(chan struct{})
@@ -462,6 +476,7 @@ func TestBinlogRunSurvivesSIGKILLAndAServerRestartAndLosesNothing(t *testing.T) 
 		<-c.done
 		kills++
 		c = e.start("run", "--config", e.cfg)
+		children = append(children, c)
 	}
 	<-written
 	eventually(t, 60*time.Second, func() string { return binlogConverged(e) })

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/state"
@@ -93,17 +94,33 @@ func (p *pass) importItems(ctx context.Context, b *batch, items []*item) (exists
 	return exists, nil
 }
 
-// updateItems updates items in CometChat, a few at a time, and returns
-// those CometChat does not have.
+// updatesPerBatch is how many update calls (one per object) each of the
+// concurrency batches in flight may have running: the pass runs up to
+// concurrency × updatesPerBatch at once, across its batches. One small
+// batch, as a binlog feed's are, may use them all; a full pass's
+// batches share them.
+const updatesPerBatch = 8
+
+// updateSlots bounds a pass's update calls in flight.
+func (s *Syncer) updateSlots() *semaphore.Weighted {
+	return semaphore.NewWeighted(int64(max(s.cfg.Concurrency, 1) * updatesPerBatch))
+}
+
+// updateItems updates items in CometChat, as many at a time as the pass's
+// updates allow, and returns those CometChat does not have.
 func (p *pass) updateItems(ctx context.Context, b *batch, items []*item) (missing []*item, err error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
 	outcome := make([]error, len(items))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	var waitErr error
 	for i, it := range items {
+		if waitErr = p.updates.Acquire(gctx, 1); waitErr != nil {
+			break
+		}
 		g.Go(func() error {
+			defer p.updates.Release(1)
 			err := p.s.entity.Update(gctx, it.obj, it.known)
 			var ae *cometchat.APIError
 			if err != nil && (!errors.As(err, &ae) || ae.Retryable() || ae.Auth()) {
@@ -115,6 +132,9 @@ func (p *pass) updateItems(ctx context.Context, b *batch, items []*item) (missin
 	}
 	if err := g.Wait(); err != nil {
 		return nil, &PassError{Stage: StageAPI, Err: err}
+	}
+	if waitErr != nil {
+		return nil, waitErr // interrupted
 	}
 	for i, it := range items {
 		var ae *cometchat.APIError

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/cometsync/cometsync/internal/cometchat"
 	"github.com/cometsync/cometsync/internal/source"
 	"github.com/cometsync/cometsync/internal/state"
@@ -89,6 +91,10 @@ type pass struct {
 	// guids in dupGUIDs, which findSharedKeys says more than one row may map to:
 	// no other guid can be claimed twice. claimMu makes a page's lookup in
 	// the state and in claims one step against the collector's writes.
+	// updates bounds the update calls in flight across the pass's batches
+	// (see updatesPerBatch).
+	updates *semaphore.Weighted
+
 	claimMu    sync.Mutex
 	claims     map[string]string
 	keepClaims bool

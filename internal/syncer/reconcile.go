@@ -61,7 +61,7 @@ func (s *Syncer) Reconcile(ctx context.Context, opts Options) (rep Report, err e
 	if n := len(s.entity.KeyColumns()); n > 1 {
 		sep = s.entity.JoinKey(make([]string, 2))
 	}
-	p := &pass{s: s, opts: opts, rep: &rep}
+	p := &pass{s: s, opts: opts, rep: &rep, updates: s.updateSlots()}
 	p.holdSeq.Store(noHold)
 
 	// The merge: the state's keys are read in one statement while the

@@ -177,7 +177,8 @@ func (s *Syncer) newPass(ctx context.Context, opts Options, rep *Report) (*pass,
 		return nil, err
 	}
 	p := &pass{s: s, opts: opts, rep: rep, errKeys: errKeys, wasHeld: wasHeld, retried: map[string]bool{},
-		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{}}
+		claims: map[string]string{}, invalidBy: map[string]int{}, invalidExample: map[string]map[string]int{},
+		updates: s.updateSlots()}
 	p.holdSeq.Store(noHold)
 	return p, nil
 }
