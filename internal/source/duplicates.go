@@ -30,7 +30,7 @@ type Duplicate struct {
 // of them. It reads the whole query: bound it with ctx.
 func (s *Source) Duplicates(ctx context.Context, column string, examples int) (Duplicates, error) {
 	col := s.quote(column)
-	norm := fmt.Sprintf("LOWER(TRIM(%s))", s.d.asText(col))
+	norm := s.asKey(col)
 	lowest, highest := s.d.minMax(s.key)
 	q := fmt.Sprintf(`SELECT %[1]s, COUNT(*), %[2]s, %[3]s FROM %[4]s WHERE %[5]s IS NOT NULL AND %[6]s IS NOT NULL
 		GROUP BY %[1]s HAVING COUNT(*) > 1`, norm, lowest, highest, s.from, s.cursor, col)

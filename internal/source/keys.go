@@ -22,7 +22,7 @@ func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func
 	for i, c := range columns {
 		q := s.quote(c)
 		sel[i] = q
-		norm[i] = fmt.Sprintf("COALESCE(LOWER(TRIM(%s)), '')", s.d.asText(q))
+		norm[i] = fmt.Sprintf("COALESCE(%s, '')", s.asKey(q))
 	}
 	joined := make([]string, 0, 2*len(norm))
 	for i, n := range norm {
@@ -38,34 +38,9 @@ func (s *Source) Keys(ctx context.Context, columns []string, sep string, fn func
 		return fmt.Errorf("list keys: %w", s.lost(err))
 	}
 	defer rows.Close()
-	vals := make([]any, len(columns))
-	ptrs := make([]any, len(columns))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	parts := make([]string, len(columns))
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("list keys: %w", s.lost(err))
-		}
-		for i, v := range vals {
-			switch x := v.(type) {
-			case nil:
-				parts[i] = ""
-			case []byte:
-				parts[i] = string(x)
-			default:
-				parts[i] = fmt.Sprint(x)
-			}
-		}
-		if err := fn(parts); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
+	return eachKey(rows, len(columns), false, fn, func(err error) error {
 		return fmt.Errorf("list keys: %w", s.lost(err))
-	}
-	return nil
+	})
 }
 
 // KeysUpTo reads the rows of the query with a cursor not after upper and
@@ -85,7 +60,7 @@ func (s *Source) KeysUpTo(ctx context.Context, columns []string, upper Value, fn
 	}
 	keys := make([]string, len(columns))
 	for i, c := range columns {
-		keys[i] = fmt.Sprintf("LOWER(TRIM(%s))", s.d.asText(s.quote(c)))
+		keys[i] = s.asKey(s.quote(c))
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s <= %s", strings.Join(keys, ", "), s.from, s.cursor, s.ph(1))
 	what := strings.Join(columns, ", ")
@@ -94,19 +69,29 @@ func (s *Source) KeysUpTo(ctx context.Context, columns []string, upper Value, fn
 		return fmt.Errorf("list keys of %s: %w", what, s.lost(err))
 	}
 	defer rows.Close()
-	vals := make([]sql.RawBytes, len(columns))
-	ptrs := make([]any, len(columns))
+	return eachKey(rows, len(columns), true, fn, func(err error) error {
+		return fmt.Errorf("list keys of %s: %w", what, s.lost(err))
+	})
+}
+
+// eachKey calls fn with each row of rows, n columns as text, reusing parts
+// between calls. A NULL part leaves the row out when skipNull is set, and
+// is "" otherwise. An error of fn is returned as it is, one of reading
+// through wrap.
+func eachKey(rows *sql.Rows, n int, skipNull bool, fn func(parts []string) error, wrap func(error) error) error {
+	vals := make([]sql.RawBytes, n)
+	ptrs := make([]any, n)
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	parts := make([]string, len(columns))
+	parts := make([]string, n)
 rows:
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("list keys of %s: %w", what, s.lost(err))
+			return wrap(err)
 		}
 		for i, v := range vals {
-			if v == nil {
+			if v == nil && skipNull {
 				continue rows
 			}
 			parts[i] = string(v)
@@ -116,9 +101,15 @@ rows:
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list keys of %s: %w", what, s.lost(err))
+		return wrap(err)
 	}
 	return nil
+}
+
+// asKey is a SQL expression of the quoted column col as the mapping
+// compares ids: as text, trimmed and lowercased.
+func (s *Source) asKey(col string) string {
+	return fmt.Sprintf("LOWER(TRIM(%s))", s.d.asText(col))
 }
 
 // quoteText is a SQL string literal of s.
