@@ -114,7 +114,12 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (rep Report, err error) 
 	// A first backfill (nothing delivered yet) lets the state append and
 	// index once at the end; see state.Store.BeginBulkLoad. The index is
 	// built even when the pass fails or is interrupted.
-	bulk, bulkErr := s.beginBulkLoad(ctx, upper)
+	// The rows to go are the rows up to upper when there is no checkpoint.
+	counted := int64(-1)
+	if after == nil {
+		counted = rep.ToGo
+	}
+	bulk, bulkErr := s.beginBulkLoad(ctx, upper, counted)
 	if bulkErr != nil {
 		return fail(StageState, bulkErr)
 	}
@@ -247,8 +252,10 @@ func (s *Syncer) checkRange(ctx context.Context, upper source.Value, rep *Report
 // state.Store.BeginBulkLoad) when the source can say which guids more than
 // one of its rows maps to: while the state bulk loads it knows no guid, so
 // it cannot tell a second row of a guid from the first. Without that
-// answer the pass keeps the state's index (slower, as correct).
-func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, error) {
+// answer the pass keeps the state's index (slower, as correct). counted is
+// how many rows the source has up to upper, when the pass counted them
+// already (-1 when not): it sizes findSharedKeys's filter.
+func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value, counted int64) (bool, error) {
 	kl, ok := s.src.(boundedKeyLister)
 	if !ok {
 		return false, nil
@@ -257,7 +264,13 @@ func (s *Syncer) beginBulkLoad(ctx context.Context, upper source.Value) (bool, e
 	if err != nil || !bulk {
 		return false, err
 	}
-	dups, err := findSharedKeys(ctx, kl, s.entity.KeyColumns(), upper, s.entity.JoinKey)
+	if counted < 0 {
+		counted, err = kl.Count(ctx, nil, upper)
+	}
+	var dups *sharedKeys
+	if err == nil {
+		dups, err = findSharedKeys(ctx, kl, s.entity.KeyColumns(), upper, counted, s.entity.JoinKey)
+	}
 	if err != nil {
 		s.log.Warn("could not list the source's keys to find the ones two rows share; the first backfill keeps the state's index (slower)", zap.Error(err))
 		return false, s.store.EndBulkLoad(ctx)

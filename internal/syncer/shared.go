@@ -38,21 +38,17 @@ type sharedKeys struct {
 	hashes map[uint64]struct{}
 }
 
-// findSharedKeys counts src's rows up to upper, lists their keys (joined
-// by join) through a Bloom filter sized by the count, and returns the
-// keys the filter had seen already: the shared ones, and a few false
-// positives. A count that is off (rows written since) only changes the
-// rate of those.
-func findSharedKeys(ctx context.Context, src boundedKeyLister, columns []string, upper source.Value, join func([]string) string) (*sharedKeys, error) {
-	n, err := src.Count(ctx, nil, upper)
-	if err != nil {
-		return nil, err
-	}
+// findSharedKeys lists the keys of src's rows up to upper (joined by
+// join) through a Bloom filter sized for n rows, and returns the keys the
+// filter had seen already: the shared ones, and a few false positives. An
+// n that is off (rows written since it was counted) only changes the rate
+// of those.
+func findSharedKeys(ctx context.Context, src boundedKeyLister, columns []string, upper source.Value, n int64, join func([]string) string) (*sharedKeys, error) {
 	sk := &sharedKeys{seed: maphash.MakeSeed(), hashes: map[uint64]struct{}{}}
 	bits := uint64(max(n, 1)) * bitsPerKey
 	filter := make([]uint64, (bits+63)/64)
 	bits = uint64(len(filter)) * 64
-	err = src.KeysUpTo(ctx, columns, upper, func(parts []string) error {
+	err := src.KeysUpTo(ctx, columns, upper, func(parts []string) error {
 		h := sk.hash(join(parts))
 		// Double hashing: the probes step through the filter by the
 		// hash's high half, from its low half.
@@ -86,12 +82,4 @@ func (sk *sharedKeys) has(key string) bool {
 	}
 	_, ok := sk.hashes[sk.hash(key)]
 	return ok
-}
-
-// len is how many keys (as hashes) may be held by more than one row.
-func (sk *sharedKeys) len() int {
-	if sk == nil {
-		return 0
-	}
-	return len(sk.hashes)
 }

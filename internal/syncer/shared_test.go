@@ -17,6 +17,15 @@ func (l keyList) Count(context.Context, *source.Position, source.Value) (int64, 
 	return int64(len(l)), nil
 }
 
+func (l keyList) shared(t *testing.T) *sharedKeys {
+	t.Helper()
+	sk, err := findSharedKeys(context.Background(), l, nil, source.Value{}, int64(len(l)), joinParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk
+}
+
 func (l keyList) KeysUpTo(_ context.Context, _ []string, _ source.Value, fn func([]string) error) error {
 	for _, k := range l {
 		if err := fn(slices.Clone(k)); err != nil {
@@ -41,10 +50,7 @@ func TestFindSharedKeys(t *testing.T) {
 	l[n-1] = []string{"g1", "u1"} // three rows
 	l[20] = []string{"g10", "u10"}
 	l = append(l, []string{"g5", "u5"})
-	sk, err := findSharedKeys(context.Background(), l, nil, source.Value{}, joinParts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk := l.shared(t)
 	for _, k := range []string{"g1_member_u1", "g10_member_u10", "g5_member_u5"} {
 		if !sk.has(k) {
 			t.Errorf("%s is held by more than one row, and not found so", k)
@@ -62,15 +68,14 @@ func TestFindSharedKeys(t *testing.T) {
 	if wrong > 400 {
 		t.Errorf("%d of %d keys held by one row are taken for shared ones; want at most about 140", wrong, n)
 	}
-	if sk.len() < 3 || sk.len() > 3+wrong+10 {
-		t.Errorf("found %d shared keys (and %d wrongly), want 3 and the wrong ones", sk.len(), wrong)
+	if len(sk.hashes) < 3 || len(sk.hashes) > 3+wrong+10 {
+		t.Errorf("found %d shared keys (and %d wrongly), want 3 and the wrong ones", len(sk.hashes), wrong)
 	}
 }
 
 // No rows: no shared key, and no chunk to merge.
 func TestFindSharedKeysOfNoRows(t *testing.T) {
-	sk, err := findSharedKeys(context.Background(), keyList{}, nil, source.Value{}, joinParts)
-	if err != nil || sk.len() != 0 || sk.has("a") {
-		t.Errorf("findSharedKeys of no rows = %d keys, %v; want none", sk.len(), err)
+	if sk := (keyList{}).shared(t); len(sk.hashes) != 0 || sk.has("a") {
+		t.Errorf("findSharedKeys of no rows = %d keys; want none", len(sk.hashes))
 	}
 }
