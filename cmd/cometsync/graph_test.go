@@ -15,15 +15,7 @@ import (
 // graphSchema adds to GroupsSchema the users and memberships of a typical
 // product: a users table with its own ids and timestamps, and a
 // memberships table joined to its group.
-const graphSchema = `
-CREATE TABLE app_users (
-	id BIGINT PRIMARY KEY AUTO_INCREMENT,
-	uid VARCHAR(100) NOT NULL,
-	display_name VARCHAR(200),
-	avatar_url VARCHAR(500),
-	updated_at DATETIME(6) NOT NULL,
-	KEY idx_users_cursor (updated_at, id)
-);` + mariadbtest.MembersSchema
+const graphSchema = mariadbtest.UsersSchema + ";" + mariadbtest.MembersSchema
 
 // graphStreams is the config of the three streams over graphSchema.
 func graphStreams(via string) string {

@@ -168,7 +168,7 @@ func newBLWorld(b *testing.B, srv *mariadbtest.Server, serverID int) *blWorld {
 	}
 	h.Start()
 	b.Cleanup(h.Close)
-	port, err := freeLocalPort()
+	port, err := mariadbtest.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,15 +209,6 @@ log:
 		b.Fatal(err)
 	}
 	return w
-}
-
-func freeLocalPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 var blServerIDs atomic.Int64

@@ -108,10 +108,10 @@ func New(cfg Config, log *zap.Logger) *Client {
 		log = zap.NewNop()
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// Up to 8 requests a batch are in flight (the syncer sends a batch's
-	// updates 8 at a time): a smaller idle pool closes the connections of
-	// a burst of updates and opens new ones (a TLS handshake each) for the
-	// next, a tenth of the requests of a steady stream.
+	// A pass has up to concurrency × 8 updates in flight, across its
+	// batches: a smaller idle pool closes the connections of a burst of
+	// updates and opens new ones (a TLS handshake each) for the next, a
+	// tenth of the requests of a steady stream.
 	tr.MaxIdleConnsPerHost = cfg.Concurrency * 8
 	return &Client{
 		cfg:        cfg,

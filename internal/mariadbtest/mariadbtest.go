@@ -134,7 +134,7 @@ func (s *Server) launch(port int) error {
 	bin := s.bin
 	if port == 0 {
 		var err error
-		if port, err = freePort(); err != nil {
+		if port, err = FreePort(); err != nil {
 			return fmt.Errorf("mariadbtest: find a free port: %w", err)
 		}
 	}
@@ -240,7 +240,8 @@ func (s *Server) logTail() string {
 	return strings.Join(lines, "\n")
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port free on the loopback interface now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -88,9 +88,10 @@ type pass struct {
 	// collector drops them once the state has them), or, when keepClaims
 	// is set (a dry run, or a bulk load during which the state knows no
 	// guid), every guid claimed this pass. A bulk load claims only the
-	// guids in dupGUIDs, which findSharedKeys says more than one row may map to:
-	// no other guid can be claimed twice. claimMu makes a page's lookup in
-	// the state and in claims one step against the collector's writes.
+	// guids in dupGUIDs, which findSharedKeys says more than one row may
+	// map to: no other guid can be claimed twice. claimMu makes a page's
+	// lookup in the state and in claims one step against the collector's
+	// writes.
 	// updates bounds the update calls in flight across the pass's batches
 	// (see updatesPerBatch).
 	updates *semaphore.Weighted
