@@ -186,25 +186,14 @@ func newBLWorld(b *testing.B, srv *mariadbtest.Server, serverID int) *blWorld {
   mode: binlog
   binlog:
     server_id: %d
-cometchat:
-  app_id: benchapp
-  region: eu
-  api_key: %q
-  base_url: %q
-  batch_size: %d
-  concurrency: %d
-  timeout: 30s
-  rate_limits:
-    import_per_minute: 100000000
-    other_per_minute: 100000000
-state:
+%sstate:
   path: %q
 http:
   listen: "127.0.0.1:%d"
 log:
   level: warn
   format: json
-%s`, reader+dsnParams, pageSize, serverID, apiKey, h.URL, batchSize, conc, filepath.Join(dir, "state.db"), port, blStreams)
+%s`, reader+dsnParams, pageSize, serverID, cometchatSection(h.URL, conc, 100_000_000), filepath.Join(dir, "state.db"), port, blStreams)
 	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}

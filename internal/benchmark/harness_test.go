@@ -265,7 +265,23 @@ func newWorldOf(tb testing.TB, t *table, dir string, shared bool, opts worldOpts
   driver: %s
   dsn: %q
   page_size: %d
-%scometchat:
+%s%sstate:
+  path: %q
+log:
+  level: warn
+  format: json
+`, t.driver, t.reader+t.params, pageSize, sections.String(), cometchatSection(w.http.URL, concurrency, other), w.state)
+	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+// cometchatSection is the cometchat: section of a benchmark's config: the
+// emulator at baseURL, the benchmarks' batch size, concurrency batches in
+// flight, no import limit to speak of, otherPerMinute other calls.
+func cometchatSection(baseURL string, concurrency, otherPerMinute int) string {
+	return fmt.Sprintf(`cometchat:
   app_id: benchapp
   region: eu
   api_key: %q
@@ -276,16 +292,7 @@ func newWorldOf(tb testing.TB, t *table, dir string, shared bool, opts worldOpts
   rate_limits:
     import_per_minute: 100000000
     other_per_minute: %d
-state:
-  path: %q
-log:
-  level: warn
-  format: json
-`, t.driver, t.reader+t.params, pageSize, sections.String(), apiKey, w.http.URL, batchSize, concurrency, other, w.state)
-	if err := os.WriteFile(w.config, []byte(yaml), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return w
+`, apiKey, baseURL, batchSize, concurrency, otherPerMinute)
 }
 
 // perfEnv names a directory: when set, every `cometsync once` runs under
